@@ -1,0 +1,155 @@
+"""The ``avatar-runtime`` command: render one video from the command line.
+
+``render`` runs exactly what a runtime pod runs for a job, on the engines the
+settings name, and prints a JSON summary with ``--json`` for scripts and
+benchmarks. Exit codes: 0 done, 2 bad input (fix the request), 3 a failure
+worth retrying, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pydantic
+
+from avatar_runtime import __version__, logs
+from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.jobs import JobSpec
+from avatar_runtime.settings import RuntimeSettings
+
+log = logging.getLogger("avatar_runtime.cli")
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_RETRIABLE = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avatar-runtime", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default="WARNING", help="default: WARNING")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    render = commands.add_parser("render", help="render one talking-head video")
+    render.add_argument("--image", required=True, help="portrait: path, file://, gs:// or https://")
+    speech = render.add_mutually_exclusive_group(required=True)
+    speech.add_argument("--text", help="text to speak")
+    speech.add_argument("--audio", help="recorded speech (WAV/MP3/FLAC): path or URL")
+    render.add_argument("--voice", help="voice sample path/URL or voice name (engine-specific)")
+    render.add_argument("--language", default="en", help="default: en")
+    render.add_argument("--resolution", type=int, default=512, help="frame side, px (default 512)")
+    render.add_argument("--fps", type=int, default=25, help="default: 25")
+    render.add_argument("--no-captions", action="store_true", help="skip the WebVTT captions")
+    render.add_argument(
+        "--out", required=True, help="output directory, .mp4 file, or URL prefix (gs://...)"
+    )
+    render.add_argument("--max-wer", type=float, help="intelligibility limit (default 0.5)")
+    render.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    return parser
+
+
+def _spec(args: argparse.Namespace) -> JobSpec:
+    try:
+        return JobSpec(
+            portrait=args.image,
+            text=args.text,
+            audio=args.audio,
+            voice=args.voice,
+            language=args.language,
+            resolution=args.resolution,
+            fps=args.fps,
+            captions=not args.no_captions,
+            output=args.out,
+        )
+    except pydantic.ValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(str(p) for p in problem["loc"])
+        raise JobError(
+            ErrorCode.INVALID_OPTION, f"{field}: {problem['msg']}", field=field
+        ) from None
+
+
+def _progress_bar(enabled: bool) -> tuple[Any, Any]:
+    """A tqdm bar on a terminal; nothing when output is piped or for ``--json``."""
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, unit="%", bar_format="{desc:<8} {bar} {percentage:3.0f}% {elapsed}")
+
+    def update(stage: str, value: float) -> None:
+        bar.set_description_str(stage)
+        bar.update(max(0, round(value * 100) - bar.n))
+
+    return bar, update
+
+
+def render(args: argparse.Namespace) -> int:
+    settings = RuntimeSettings()
+    if args.max_wer is not None:
+        settings = settings.model_copy(
+            update={"quality": settings.quality.model_copy(update={"max_wer": args.max_wer})}
+        )
+    job_id = f"cli-{uuid.uuid4().hex[:12]}"
+    with logs.job_context(job_id):
+        try:
+            spec = _spec(args)
+            from avatar_runtime.engines import registry
+            from avatar_runtime.pipeline.runner import Pipeline
+
+            start = time.perf_counter()
+            engines = registry.load(settings.engines)
+            load_seconds = time.perf_counter() - start
+            pipeline = Pipeline(engines, settings)
+            bar, update = _progress_bar(sys.stderr.isatty() and not args.json)
+            try:
+                result = pipeline.run(spec, progress=update)
+            finally:
+                pipeline.close()
+                if bar is not None:
+                    bar.close()
+        except JobError as error:
+            return _fail(args, error)
+        except Exception as exc:  # the one place an unexpected error becomes an exit code
+            log.exception("render failed")
+            return _fail(args, JobError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+
+    summary = {"job_id": job_id, "load_seconds": load_seconds, **result.model_dump(mode="json")}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        outputs = result.outputs
+        print(f"video:     {outputs.video.url}")
+        print(f"thumbnail: {outputs.thumbnail.url}")
+        if outputs.captions:
+            print(f"captions:  {outputs.captions.url}")
+        wer = "n/a" if result.wer is None else f"{result.wer:.2f}"
+        print(
+            f"{result.video_seconds:.1f} s of video in {result.wall_seconds:.1f} s"
+            f" (realtime factor {result.realtime_factor:.2f}, models loaded in"
+            f" {load_seconds:.1f} s, WER {wer})"
+        )
+    return EXIT_OK
+
+
+def _fail(args: argparse.Namespace, error: JobError) -> int:
+    print(f"error: {error.code}: {error.message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": error.to_dict()}, indent=2))
+    if error.code is ErrorCode.INTERNAL:
+        return EXIT_INTERNAL
+    return EXIT_RETRIABLE if error.retriable else EXIT_BAD_INPUT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.configure(level=args.log_level, json_format=args.log_format == "json")
+    if args.command == "render":
+        return render(args)
+    return EXIT_INTERNAL  # argparse's required subcommand makes this unreachable

@@ -1,0 +1,1 @@
+"""Model engines behind small interfaces (``base``), built by name (``registry``)."""

@@ -1,0 +1,74 @@
+"""The embedded renderer: a portrait brought to life on the CPU with OpenCV.
+
+It stands in for Ditto wherever there is no GPU (laptops, CI, the demo): the
+face is found once, then each frame opens the mouth to the current viseme,
+blinks and sways the head slightly. No weights beyond OpenCV's own cascades.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from avatar_runtime.engines.base import Frame, Speech, TimedPhone, frame_count
+from avatar_runtime.engines.opencv_renderer.drawing import FaceAnimator
+from avatar_runtime.engines.opencv_renderer.face import FaceFinder, FaceGeometry, frame_portrait
+from avatar_runtime.engines.opencv_renderer.motion import build_track
+from avatar_runtime.engines.opencv_renderer.visemes import WordPhonemizer
+
+
+@dataclass(frozen=True)
+class OpenCVAvatar:
+    """A framed portrait and where its eyes and mouth are."""
+
+    size: int
+    image: Frame
+    face: FaceGeometry
+    seed: int
+
+    @property
+    def poster(self) -> Frame:
+        return self.image
+
+
+class OpenCVRenderer:
+    name = "opencv"
+
+    def __init__(self) -> None:
+        self._finder = FaceFinder()
+        self._phonemizer: WordPhonemizer | None = None
+
+    def prepare(self, portrait: Frame, *, size: int) -> OpenCVAvatar:
+        face = self._finder.find(portrait)
+        image, framed = frame_portrait(portrait, face, size=size)
+        # Same portrait, same blinks and sway: renders are reproducible.
+        seed = zlib.crc32(image[:: max(1, size // 32), :: max(1, size // 32)].tobytes())
+        return OpenCVAvatar(size=size, image=image, face=framed, seed=seed)
+
+    def frames(self, avatar: OpenCVAvatar, speech: Speech, *, fps: int) -> Iterator[Frame]:
+        total = frame_count(speech.duration, fps)
+        track = build_track(
+            speech, phones=self._phones(speech), fps=fps, frames=total, seed=avatar.seed
+        )
+        animator = FaceAnimator(avatar.image, avatar.face)
+        for i in range(total):
+            yield animator.draw(
+                opening=float(track.opening[i]),
+                spread=float(track.spread[i]),
+                blink=float(track.blink[i]),
+                angle=float(track.head_angle[i]),
+                dx=float(track.head_dx[i]),
+                dy=float(track.head_dy[i]),
+                scale=float(track.head_scale[i]),
+            )
+
+    def _phones(self, speech: Speech) -> list[TimedPhone] | None:
+        """TTS phoneme timings when known, else phonemes spread over the ASR's words."""
+        if speech.phones:
+            return speech.phones
+        if not speech.words:
+            return None
+        if self._phonemizer is None:
+            self._phonemizer = WordPhonemizer()
+        return self._phonemizer.phones(speech.words)

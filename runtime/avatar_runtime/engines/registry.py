@@ -1,0 +1,85 @@
+"""Build the engines a configuration names, once per process, timing each load.
+
+This is the one place that maps engine names to classes; the GPU engines
+(XTTS-v2, Ditto) register here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from avatar_runtime.engines.base import ASREngine, Renderer, Speech, TTSEngine
+from avatar_runtime.settings import EngineSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Engines:
+    """The models a process loads once and every job shares."""
+
+    tts: TTSEngine
+    asr: ASREngine
+    renderer: Renderer[Any]
+    load_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _piper(settings: EngineSettings) -> TTSEngine:
+    from avatar_runtime.engines.piper_tts import PiperTTS
+
+    return PiperTTS(voice_path=Path(settings.piper_voice) if settings.piper_voice else None)
+
+
+def _whisper(settings: EngineSettings) -> ASREngine:
+    from avatar_runtime.engines.whisper_asr import WhisperASR
+
+    return WhisperASR(
+        model=settings.whisper_model,
+        device=settings.whisper_device,
+        compute_type=settings.whisper_compute_type,
+        threads=settings.cpu_threads,
+    )
+
+
+def _opencv(settings: EngineSettings) -> Renderer[Any]:
+    from avatar_runtime.engines.opencv_renderer import OpenCVRenderer
+
+    return OpenCVRenderer()
+
+
+TTS_ENGINES: dict[str, Callable[[EngineSettings], TTSEngine]] = {"piper": _piper}
+ASR_ENGINES: dict[str, Callable[[EngineSettings], ASREngine]] = {"whisper": _whisper}
+RENDERERS: dict[str, Callable[[EngineSettings], Renderer[Any]]] = {"opencv": _opencv}
+
+
+def _timed(name: str, build: Callable[[], T], seconds: dict[str, float]) -> T:
+    start = time.perf_counter()
+    engine = build()
+    seconds[name] = time.perf_counter() - start
+    log.info("loaded %s engine in %.2f s", name, seconds[name], extra={"model": name})
+    return engine
+
+
+def load(settings: EngineSettings) -> Engines:
+    seconds: dict[str, float] = {}
+    tts = _timed(settings.tts, lambda: TTS_ENGINES[settings.tts](settings), seconds)
+    asr = _timed(settings.asr, lambda: ASR_ENGINES[settings.asr](settings), seconds)
+    renderer = _timed(settings.renderer, lambda: RENDERERS[settings.renderer](settings), seconds)
+    _timed("warm-up", lambda: _warm_up(tts, asr), seconds)
+    return Engines(tts=tts, asr=asr, renderer=renderer, load_seconds=seconds)
+
+
+def _warm_up(tts: TTSEngine, asr: ASREngine) -> None:
+    """Run each model once: first calls pay for graph optimisation (~2x slower)."""
+    from avatar_runtime.pipeline.audio import resample
+
+    speech = tts.synthesize("Hello there.", language=sorted(tts.languages)[0])
+    samples = resample(speech.samples, from_rate=speech.sample_rate, to_rate=asr.sample_rate)
+    asr.transcribe(Speech(samples=samples, sample_rate=asr.sample_rate), language="en")

@@ -1,0 +1,83 @@
+"""Typed job errors with stable codes.
+
+The operator copies ``code``, ``message`` and ``retriable`` into the AvatarVideo
+status, and users script against the codes, so a code never changes meaning once
+released. Add new codes; never rename one.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class ErrorCode(enum.StrEnum):
+    """Stable error codes. Input errors are the user's to fix; the rest may pass."""
+
+    # Portrait
+    IMAGE_UNREADABLE = "ImageUnreadable"
+    IMAGE_TOO_LARGE = "ImageTooLarge"
+    FACE_NOT_FOUND = "FaceNotFound"
+    # Speech
+    TEXT_EMPTY = "TextEmpty"
+    TEXT_TOO_LONG = "TextTooLong"
+    AUDIO_UNREADABLE = "AudioUnreadable"
+    AUDIO_TOO_LONG = "AudioTooLong"
+    AUDIO_SILENT = "AudioSilent"
+    LANGUAGE_UNSUPPORTED = "LanguageUnsupported"
+    INVALID_OPTION = "InvalidOption"
+    # Fetching inputs
+    INPUT_NOT_FOUND = "InputNotFound"
+    URL_SCHEME_NOT_ALLOWED = "UrlSchemeNotAllowed"
+    URL_TARGET_FORBIDDEN = "UrlTargetForbidden"
+    DOWNLOAD_TOO_LARGE = "DownloadTooLarge"
+    DOWNLOAD_FAILED = "DownloadFailed"
+    # Quality gate
+    INTELLIGIBILITY_LOW = "IntelligibilityLow"
+    # Outputs and the process itself
+    OUTPUT_WRITE_FAILED = "OutputWriteFailed"
+    CANCELLED = "Cancelled"
+    MODEL_UNAVAILABLE = "ModelUnavailable"
+    INTERNAL = "InternalError"
+
+
+# Failures that may pass on their own: worth another attempt (possibly on another pod).
+_RETRIABLE = frozenset(
+    {
+        ErrorCode.DOWNLOAD_FAILED,
+        ErrorCode.OUTPUT_WRITE_FAILED,
+        ErrorCode.MODEL_UNAVAILABLE,
+        ErrorCode.INTERNAL,
+    }
+)
+
+
+class JobError(Exception):
+    """A job failure a user can act on: stable code, human message, retriable flag."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        retriable: bool | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retriable = code in _RETRIABLE if retriable is None else retriable
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "code": str(self.code),
+            "message": self.message,
+            "retriable": self.retriable,
+        }
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"

@@ -1,0 +1,1 @@
+"""Stage orchestration, captions, encoding and output storage for one job."""

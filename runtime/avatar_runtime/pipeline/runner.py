@@ -1,0 +1,256 @@
+"""One job, start to finish: inputs → TTS → ASR ‖ (render → encode) → publish.
+
+The engines are loaded once (``Engines.load``) and shared by every job the
+process runs. For a text job the ASR runs beside rendering, since the renderer
+needs only the TTS's phoneme timings; a failed intelligibility check stops the
+render at the next frame. Nothing reaches the output location until every
+file is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from avatar_runtime.engines.base import PreparedAvatar, Speech, Transcript, frame_count
+from avatar_runtime.engines.registry import Engines
+from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.inputs.fetching import fetch_bytes
+from avatar_runtime.inputs.portrait import decode_portrait
+from avatar_runtime.inputs.speech import clean_text, decode_audio
+from avatar_runtime.jobs import JobResult, JobSpec, Outputs, StageSeconds
+from avatar_runtime.pipeline import audio, captions, intelligibility
+from avatar_runtime.pipeline.encoding import Mp4Writer, write_thumbnail
+from avatar_runtime.pipeline.storage import OutputTarget, scratch_dir
+from avatar_runtime.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, float], None]
+"""Called with (stage, overall progress 0..1) as a job advances."""
+
+# Share of the whole job each stage accounts for, for the progress figure.
+_PROGRESS = {"fetch": 0.0, "tts": 0.05, "asr": 0.1, "render": 0.12, "upload": 0.95}
+# Recordings are decoded at this rate for the video's audio track.
+_RECORDING_RATE = 24_000
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds = StageSeconds()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        setattr(self.seconds, name, getattr(self.seconds, name) + seconds)
+
+
+class Pipeline:
+    """Runs jobs on shared engines. ``run`` may be called from several threads."""
+
+    def __init__(self, engines: Engines, settings: RuntimeSettings) -> None:
+        self.engines = engines
+        self.settings = settings
+        self._asr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+
+    def close(self) -> None:
+        self._asr_pool.shutdown(wait=True)
+
+    def run(
+        self,
+        spec: JobSpec,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> JobResult:
+        report = progress or (lambda _stage, _value: None)
+        stop = cancel or threading.Event()
+        started = time.perf_counter()
+        timer = _Timer()
+        self._check_language(spec)
+        target = OutputTarget(spec.output)
+
+        # Cheap checks first: a bad text fails before anything is downloaded.
+        text = clean_text(spec.text, limits=self.settings.limits) if spec.text is not None else None
+        report("fetch", _PROGRESS["fetch"])
+        with timer.stage("fetch"):
+            avatar = self._prepare_avatar(spec)
+            recording = self._fetch_recording(spec) if spec.audio is not None else None
+
+        transcript_future: Future[tuple[Transcript, float | None]]
+        if text is not None:
+            report("tts", _PROGRESS["tts"])
+            with timer.stage("tts"):
+                speech = self.engines.tts.synthesize(text, language=spec.language, voice=spec.voice)
+            self._check_duration(speech)
+            transcript_future = self._asr_pool.submit(
+                self._transcribe_and_check, speech, spec, text, timer, stop
+            )
+        else:
+            assert recording is not None
+            speech = recording
+            report("asr", _PROGRESS["asr"])
+            transcript = self._transcribe(speech, spec.language, timer)
+            speech = replace(speech, words=transcript.words)
+            transcript_future = Future()
+            transcript_future.set_result((transcript, None))
+
+        with scratch_dir(self.settings.work_dir) as scratch:
+            try:
+                files = self._render(spec, avatar, speech, scratch, timer, report, stop)
+            except JobError as error:
+                # A render stopped by a failed intelligibility check reports that failure.
+                if error.code is ErrorCode.CANCELLED and transcript_future.done():
+                    transcript_future.result()
+                raise
+            transcript, wer = transcript_future.result()
+            total = frame_count(speech.duration, spec.fps)
+            video_seconds = total / spec.fps
+            if spec.captions:
+                path = scratch / "captions.vtt"
+                path.write_text(captions.webvtt(transcript.words, duration=video_seconds))
+                files["captions"] = path
+            report("upload", _PROGRESS["upload"])
+            with timer.stage("upload"):
+                published = target.publish(files)
+
+        wall = time.perf_counter() - started
+        report("done", 1.0)
+        return JobResult(
+            video_seconds=video_seconds,
+            wall_seconds=wall,
+            realtime_factor=wall / video_seconds,
+            stages=timer.seconds,
+            frames=total,
+            resolution=spec.resolution,
+            fps=spec.fps,
+            wer=wer,
+            transcript=transcript.text,
+            outputs=Outputs(
+                video=published["video"],
+                thumbnail=published["thumbnail"],
+                captions=published.get("captions"),
+            ),
+        )
+
+    # -- stages ---------------------------------------------------------------
+
+    def _check_language(self, spec: JobSpec) -> None:
+        lang = spec.language.split("-")[0].lower()
+        engines = [self.engines.asr] + ([self.engines.tts] if spec.text is not None else [])
+        for engine in engines:
+            if lang not in engine.languages:
+                raise JobError(
+                    ErrorCode.LANGUAGE_UNSUPPORTED,
+                    f"Language {spec.language!r} is not supported by the {engine.name} engine"
+                    f" (supported: {', '.join(sorted(engine.languages))}).",
+                    field="language",
+                )
+
+    def _prepare_avatar(self, spec: JobSpec) -> PreparedAvatar:
+        limits = self.settings.limits
+        data = fetch_bytes(
+            spec.portrait,
+            settings=self.settings.fetch,
+            max_bytes=limits.max_image_bytes,
+            what="portrait",
+            field="portrait",
+        )
+        image = decode_portrait(data, limits=limits)
+        avatar: PreparedAvatar = self.engines.renderer.prepare(image, size=spec.resolution)
+        return avatar
+
+    def _fetch_recording(self, spec: JobSpec) -> Speech:
+        assert spec.audio is not None
+        limits = self.settings.limits
+        data = fetch_bytes(
+            spec.audio,
+            settings=self.settings.fetch,
+            max_bytes=limits.max_audio_bytes,
+            what="audio",
+            field="audio",
+        )
+        samples = decode_audio(data, sample_rate=_RECORDING_RATE, limits=limits)
+        return Speech(samples=samples, sample_rate=_RECORDING_RATE)
+
+    def _check_duration(self, speech: Speech) -> None:
+        limit = self.settings.limits.max_audio_seconds
+        if speech.duration > limit:
+            raise JobError(
+                ErrorCode.TEXT_TOO_LONG,
+                f"The text makes {speech.duration:.0f} s of speech; the limit is {limit:.0f} s.",
+                field="text",
+            )
+
+    def _transcribe(self, speech: Speech, language: str, timer: _Timer) -> Transcript:
+        with timer.stage("asr"):
+            rate = self.engines.asr.sample_rate
+            for_asr = Speech(
+                samples=audio.resample(speech.samples, from_rate=speech.sample_rate, to_rate=rate),
+                sample_rate=rate,
+            )
+            return self.engines.asr.transcribe(for_asr, language=language)
+
+    def _transcribe_and_check(
+        self, speech: Speech, spec: JobSpec, text: str, timer: _Timer, stop: threading.Event
+    ) -> tuple[Transcript, float | None]:
+        transcript = self._transcribe(speech, spec.language, timer)
+        try:
+            wer = intelligibility.check(
+                text, transcript.text, max_wer=self.settings.quality.max_wer
+            )
+        except JobError:
+            stop.set()  # no point finishing a video with the wrong words
+            raise
+        return transcript, wer
+
+    def _render(
+        self,
+        spec: JobSpec,
+        avatar: PreparedAvatar,
+        speech: Speech,
+        scratch: Path,
+        timer: _Timer,
+        report: ProgressCallback,
+        stop: threading.Event,
+    ) -> dict[str, Path]:
+        total = frame_count(speech.duration, spec.fps)
+        samples = audio.fit_to_length(speech.samples, round(total * speech.sample_rate / spec.fps))
+        video_path, thumb_path = scratch / "video.mp4", scratch / "thumbnail.jpg"
+        write_thumbnail(avatar.poster, thumb_path)
+        span = _PROGRESS["upload"] - _PROGRESS["render"]
+        frames = self.engines.renderer.frames(avatar, speech, fps=spec.fps)
+        with Mp4Writer(
+            video_path,
+            size=spec.resolution,
+            fps=spec.fps,
+            audio=samples,
+            sample_rate=speech.sample_rate,
+            settings=self.settings.video,
+        ) as writer:
+            for index in range(total):
+                if stop.is_set():
+                    raise JobError(ErrorCode.CANCELLED, "The job was stopped while rendering.")
+                tick = time.perf_counter()
+                frame = next(frames)
+                tock = time.perf_counter()
+                writer.write(frame)
+                timer.add("render", tock - tick)
+                timer.add("encode", time.perf_counter() - tock)
+                if index % max(1, spec.fps // 2) == 0:
+                    report("render", _PROGRESS["render"] + span * index / total)
+            tick = time.perf_counter()
+        timer.add("encode", time.perf_counter() - tick)
+        return {"video": video_path, "thumbnail": thumb_path}

