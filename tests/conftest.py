@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from avatar_runtime.engines import registry
+from avatar_runtime.pipeline.runner import Pipeline
+from avatar_runtime.settings import RuntimeSettings
+
 
 @pytest.fixture(scope="session")
 def portrait_rgb() -> np.ndarray:
+    """A public-domain NASA portrait that scikit-image ships (no download)."""
     from skimage import data
 
     return np.asarray(data.astronaut())
@@ -25,24 +30,18 @@ def portrait_png(tmp_path_factory: pytest.TempPathFactory, portrait_rgb: np.ndar
 
 
 @pytest.fixture(scope="session")
-def settings():  # type: ignore[no-untyped-def]
-    from avatar_runtime.settings import RuntimeSettings
-
+def settings() -> RuntimeSettings:
     return RuntimeSettings()
 
 
 @pytest.fixture(scope="session")
-def engines(settings):  # type: ignore[no-untyped-def]
+def engines(settings: RuntimeSettings) -> registry.Engines:
     """Piper, faster-whisper and the OpenCV renderer, as a runtime pod loads them."""
-    from avatar_runtime.engines import registry
-
     return registry.load(settings.engines)
 
 
 @pytest.fixture(scope="session")
-def pipeline(engines, settings) -> Iterator[object]:  # type: ignore[no-untyped-def]
-    from avatar_runtime.pipeline.runner import Pipeline
-
+def pipeline(engines: registry.Engines, settings: RuntimeSettings) -> Iterator[Pipeline]:
     runner = Pipeline(engines, settings)
     yield runner
     runner.close()

@@ -97,28 +97,35 @@ def render(args: argparse.Namespace) -> int:
             update={"quality": settings.quality.model_copy(update={"max_wer": args.max_wer})}
         )
     job_id = f"cli-{uuid.uuid4().hex[:12]}"
+    bar, update = _progress_bar(sys.stderr.isatty() and not args.json)
     with logs.job_context(job_id):
         try:
             spec = _spec(args)
             from avatar_runtime.engines import registry
             from avatar_runtime.pipeline.runner import Pipeline
 
+            if update is not None:
+                update("load", 0.0)
             start = time.perf_counter()
             engines = registry.load(settings.engines)
             load_seconds = time.perf_counter() - start
             pipeline = Pipeline(engines, settings)
-            bar, update = _progress_bar(sys.stderr.isatty() and not args.json)
             try:
                 result = pipeline.run(spec, progress=update)
             finally:
                 pipeline.close()
-                if bar is not None:
-                    bar.close()
         except JobError as error:
-            return _fail(args, error)
+            failure: JobError | None = error
         except Exception as exc:  # the one place an unexpected error becomes an exit code
             log.exception("render failed")
-            return _fail(args, JobError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+            failure = JobError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        else:
+            failure = None
+        finally:
+            if bar is not None:
+                bar.close()
+    if failure is not None:
+        return _fail(args, failure)
 
     summary = {"job_id": job_id, "load_seconds": load_seconds, **result.model_dump(mode="json")}
     if args.json:

@@ -25,6 +25,7 @@ def decode_mp4(path: Path) -> Decoded:
         video = container.streams.video[0]
         audio = container.streams.audio[0]
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        assert video.average_rate is not None
         fps = float(video.average_rate)
         video_codec, audio_codec = video.codec_context.name, audio.codec_context.name
     with av.open(str(path)) as container:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from avatar_runtime.jobs import JobSpec
 
+from avatar_runtime.engines.registry import Engines
+from avatar_runtime.jobs import JobResult, JobSpec
+from avatar_runtime.pipeline.runner import Pipeline
 from tests.pipeline.media import decode_mp4, write_wav
 
 TEXT = (
@@ -20,14 +22,19 @@ TEXT = (
 )
 
 
+TextJob = tuple[JobResult, Path]
+
+
 @pytest.fixture(scope="module")
-def text_job(pipeline, portrait_png: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def text_job(
+    pipeline: Pipeline, portrait_png: Path, tmp_path_factory: pytest.TempPathFactory
+) -> TextJob:
     out = tmp_path_factory.mktemp("text-job")
     spec = JobSpec(portrait=str(portrait_png), text=TEXT, output=str(out))
     return pipeline.run(spec), out
 
 
-def test_mp4_has_h264_video_and_aac_audio_of_equal_length(text_job) -> None:  # type: ignore[no-untyped-def]
+def test_mp4_has_h264_video_and_aac_audio_of_equal_length(text_job: TextJob) -> None:
     result, out = text_job
     media = decode_mp4(out / "video.mp4")
     assert (media.video_codec, media.audio_codec) == ("h264", "aac")
@@ -39,21 +46,21 @@ def test_mp4_has_h264_video_and_aac_audio_of_equal_length(text_job) -> None:  # 
     assert 5 < result.video_seconds < 15  # about the time it takes to say TEXT
 
 
-def test_mp4_starts_with_its_index_for_streaming(text_job) -> None:  # type: ignore[no-untyped-def]
+def test_mp4_starts_with_its_index_for_streaming(text_job: TextJob) -> None:
     _, out = text_job
     head = (out / "video.mp4").read_bytes()[:4096]
     assert head.find(b"moov") != -1
     assert head.find(b"moov") < max(head.find(b"mdat"), 4096)
 
 
-def test_speech_is_intelligible(text_job) -> None:  # type: ignore[no-untyped-def]
+def test_speech_is_intelligible(text_job: TextJob) -> None:
     result, _ = text_job
     assert result.wer is not None
     assert result.wer <= 0.3
     assert "talking head" in result.transcript.lower()
 
 
-def test_captions_are_word_timed_monotonic_and_inside_the_audio(text_job) -> None:  # type: ignore[no-untyped-def]
+def test_captions_are_word_timed_monotonic_and_inside_the_audio(text_job: TextJob) -> None:
     result, out = text_job
     vtt = (out / "captions.vtt").read_text()
     assert vtt.startswith("WEBVTT")
@@ -76,7 +83,7 @@ def _seconds(stamp: str) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
-def test_outputs_report_size_and_checksum(text_job) -> None:  # type: ignore[no-untyped-def]
+def test_outputs_report_size_and_checksum(text_job: TextJob) -> None:
     import hashlib
 
     result, out = text_job
@@ -86,12 +93,13 @@ def test_outputs_report_size_and_checksum(text_job) -> None:  # type: ignore[no-
         (result.outputs.captions, "captions.vtt"),
     ]:
         data = (out / name).read_bytes()
+        assert item is not None, name
         assert item.size_bytes == len(data)
         assert item.sha256 == hashlib.sha256(data).hexdigest()
     assert sorted(p.name for p in out.iterdir()) == ["captions.vtt", "thumbnail.jpg", "video.mp4"]
 
 
-def test_stage_timings_add_up(text_job) -> None:  # type: ignore[no-untyped-def]
+def test_stage_timings_add_up(text_job: TextJob) -> None:
     result, _ = text_job
     stages = result.stages
     assert min(stages.tts, stages.asr, stages.render, stages.encode) > 0
@@ -100,8 +108,12 @@ def test_stage_timings_add_up(text_job) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_mouth_moves_while_speaking_and_rests_in_a_pause(
-    pipeline, engines, portrait_png: Path, portrait_rgb, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    pipeline: Pipeline,
+    engines: Engines,
+    portrait_png: Path,
+    portrait_rgb: np.ndarray,
+    tmp_path: Path,
+) -> None:
     """A recording with a 1.5 s silence in the middle: the mouth must be still there."""
     first = engines.tts.synthesize("Here is the first part of what I have to say.", language="en")
     second = engines.tts.synthesize("And after a pause, here comes the rest.", language="en")
@@ -127,7 +139,7 @@ def test_mouth_moves_while_speaking_and_rests_in_a_pause(
     def openness(frames: list[np.ndarray]) -> np.ndarray:
         rois = np.stack([f[y0 : y0 + int(half * 1.4), x0 : x0 + 2 * half] for f in frames])
         luma = rois.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        return (luma < 70).mean(axis=(1, 2))
+        return np.asarray((luma < 70).mean(axis=(1, 2)))
 
     at_rest = float(openness([avatar.poster])[0])  # the portrait's own mouth
     track = openness(media.frames)

@@ -24,12 +24,13 @@ import fsspec
 import pytest
 import trustme
 import urllib3.util.connection
+from fsspec.implementations.memory import MemoryFileSystem
+from PIL import Image
+
 from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.inputs import fetching
 from avatar_runtime.inputs.fetching import address_forbidden, fetch_bytes
 from avatar_runtime.settings import FetchSettings
-from fsspec.implementations.memory import MemoryFileSystem
-from PIL import Image
 
 MB = 1024 * 1024
 
@@ -61,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(302, headers={"Location": location})
 
     def do_GET(self) -> None:
-        port = self.server.server_address[1]
+        port = int(self.server.server_address[1])  # type: ignore[index]
         path = self.path.partition("?")[0]
         try:
             if path == "/portrait.png":

@@ -9,10 +9,11 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
+
 from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.inputs.portrait import decode_portrait
 from avatar_runtime.settings import Limits
-from PIL import Image
 
 LIMITS = Limits()
 

@@ -8,6 +8,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 import pytest
+
 from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.inputs.speech import clean_text, decode_audio
 from avatar_runtime.settings import Limits
@@ -29,6 +30,7 @@ def _encode(channels: list[npt.NDArray[np.float32]], *, rate: int, fmt: str, cod
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=rate, layout=layout)
+        assert isinstance(stream, av.AudioStream)
         frame = av.AudioFrame.from_ndarray(np.stack(channels), format="fltp", layout=layout)
         frame.rate = rate
         for packet in stream.encode(frame):

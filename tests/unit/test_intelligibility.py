@@ -1,6 +1,7 @@
 """The intelligibility gate compares words, not punctuation or case."""
 
 import pytest
+
 from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.pipeline.intelligibility import check, word_error_rate
 

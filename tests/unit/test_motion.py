@@ -1,6 +1,7 @@
 """Animation curves: silence closes the mouth, eyes blink, the head moves a little."""
 
 import numpy as np
+
 from avatar_runtime.engines.base import Speech, TimedPhone
 from avatar_runtime.engines.opencv_renderer.motion import build_track
 

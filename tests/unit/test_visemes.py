@@ -8,11 +8,17 @@ def phones(*spec: tuple[str, float, float]) -> list[TimedPhone]:
     return [TimedPhone(s, a, b) for s, a, b in spec]
 
 
+def shape(symbol: str) -> visemes.Viseme:
+    found = visemes.viseme_for(symbol)
+    assert found is not None, symbol
+    return found
+
+
 def test_lips_close_for_p_b_m_and_open_for_a() -> None:
-    assert visemes.viseme_for("m").opening == 0.0
-    assert visemes.viseme_for("b").opening == 0.0
-    assert visemes.viseme_for("a").opening > 0.8
-    assert visemes.viseme_for("u").spread < 0 < visemes.viseme_for("i").spread
+    assert shape("m").opening == 0.0
+    assert shape("b").opening == 0.0
+    assert shape("a").opening > 0.8
+    assert shape("u").spread < 0 < shape("i").spread
 
 
 def test_stress_and_length_marks_fold_into_their_vowels() -> None:

@@ -8,6 +8,7 @@ pulsing with loudness.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import numpy as np
 
 from avatar_runtime.engines.base import Speech, TimedPhone
 from avatar_runtime.errors import ErrorCode, JobError
+
+log = logging.getLogger(__name__)
 
 # Piper's begin/end-of-utterance markers carry no sound of their own.
 _MARKERS = frozenset({"^", "$"})
@@ -44,7 +47,11 @@ class PiperTTS:
         self._lock = threading.Lock()
 
     def synthesize(self, text: str, *, language: str, voice: str | None = None) -> Speech:
-        del voice  # Piper voices are fixed; cloning from a sample is XTTS-v2's job.
+        if voice is not None:
+            # Piper voices are fixed; cloning from a sample is XTTS-v2's job.
+            log.warning(
+                "the %s engine speaks with its own voice; ignoring voice %r", self.name, voice
+            )
         if language.split("-")[0].lower() not in self.languages:
             raise JobError(
                 ErrorCode.LANGUAGE_UNSUPPORTED,

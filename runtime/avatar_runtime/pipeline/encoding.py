@@ -7,6 +7,7 @@ GIL) and the file streams well: ``+faststart`` moves the index to the front.
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -49,8 +50,7 @@ class Mp4Writer:
         self._video.width = size
         self._video.height = size
         self._video.pix_fmt = "yuv420p"
-        if settings.encoder_threads:
-            self._video.thread_count = settings.encoder_threads
+        self._video.thread_count = settings.encoder_threads or max(1, (os.cpu_count() or 1) // 2)
         self._audio = self._container.add_stream("aac", rate=sample_rate, layout="mono")
         self._audio.bit_rate = settings.audio_bitrate
         self._samples = np.ascontiguousarray(audio, dtype=np.float32)

@@ -42,10 +42,40 @@ class _Region:
     ) -> _Region:
         x0, x1 = max(0, int(cx - left)), min(size, int(np.ceil(cx + right)))
         y0, y1 = max(0, int(cy - up)), min(size, int(np.ceil(cy + down)))
-        xs = np.arange(x0, x1, dtype=np.float32) - cx
-        ys = np.arange(y0, y1, dtype=np.float32) - cy
+        xs = np.arange(x0, x1, dtype=np.float32) - np.float32(cx)
+        ys = np.arange(y0, y1, dtype=np.float32) - np.float32(cy)
         dx, dy = np.meshgrid(xs, ys)
         return cls(x0, y0, x1, y1, dx, dy)
+
+
+@dataclass(frozen=True)
+class _MouthFields:
+    """Per-job constants of the mouth warp; per frame only cheap arithmetic is left."""
+
+    across_sq: FloatArray  # (dx / half width)^2, one row
+    jaw_sq: FloatArray  # the same, widened with depth below the lips
+    fade_down: FloatArray  # jaw drop: 1 at the lips, 0 at the chin, 0 above the lips
+    fade_up: FloatArray  # upper lip lift: 1 at the lips, 0 at the nose, 0 below the lips
+    pull: FloatArray  # how much spread moves each pixel
+    anchor_x: np.float32
+    map_y_rest: FloatArray  # source rows with the mouth at rest
+
+    @classmethod
+    def build(cls, region: _Region, *, hw: float, depth: float) -> _MouthFields:
+        dx, dy = region.dx, region.dy
+        below = np.clip(dy / depth, 0.0, 1.0)
+        across_sq = (dx[:1] / hw) ** 2
+        fade_down = np.where(dy >= 0, 0.5 * (1.0 + np.cos(np.pi * below)), 0.0)
+        fade_up = np.where(dy < 0, np.clip(1.0 + dy / (hw * 1.1), 0.0, 1.0) ** 2, 0.0)
+        return cls(
+            across_sq=across_sq.astype(np.float32),
+            jaw_sq=((dx / hw) ** 2 / (1.0 + 0.9 * below) ** 2).astype(np.float32),
+            fade_down=fade_down.astype(np.float32),
+            fade_up=fade_up.astype(np.float32),
+            pull=np.exp(-((dx / (hw * 1.6)) ** 2) - (dy / (hw * 0.7)) ** 2).astype(np.float32),
+            anchor_x=np.float32(dx[0, 0] * -1 + region.x0),
+            map_y_rest=(dy - dy[0, 0] + region.y0).astype(np.float32),
+        )
 
 
 class FaceAnimator:
@@ -67,7 +97,7 @@ class FaceAnimator:
             up=hw * 1.1,
             down=chin_below + hw * 0.4,
         )
-        self._mouth_depth = chin_below + hw * 0.4
+        self._mouth_fields = _MouthFields.build(self._mouth, hw=hw, depth=chin_below + hw * 0.4)
         self._eyes = [self._eye_region(eye) for eye in (face.left_eye, face.right_eye)]
         self._pivot = (
             face.x + face.width / 2,
@@ -121,49 +151,57 @@ class FaceAnimator:
 
     def _draw_mouth(self, frame: Frame, opening: float, spread: float) -> None:
         """Part the lips in a lens shape, drop the jaw, and paint the mouth's inside."""
-        region, hw = self._mouth, self._half_width
-        dx, dy = region.dx, region.dy
+        region, hw, f = self._mouth, self._half_width, self._mouth_fields
         # Lips: wider for /i/, narrower and pushed together for /o/ /u/.
-        width = hw * (1.0 + 0.3 * spread)
+        widen = np.float32(1.0 + 0.3 * spread)
         gap = opening**0.8 * hw * 0.72
-        lower, upper = gap * 0.78, gap * 0.22
-        # Horizontal profile of the opening: almond-shaped, closing before the lip corners.
-        lens = np.clip(1.0 - (dx / (width * 0.88)) ** 2, 0.0, 1.0) ** 0.75
+        lower, upper = np.float32(gap * 0.78), np.float32(gap * 0.22)
+        # Horizontal profile of the opening (one value per column): almond-shaped,
+        # closing before the lip corners.
+        lens = np.clip(1.0 - f.across_sq / (widen * widen * np.float32(0.88**2)), 0.0, 1.0)
+        lens = np.sqrt(lens) * np.sqrt(np.sqrt(lens))  # ** 0.75, without pow
         # Below the lips the whole jaw drops, widening and fading towards the chin.
-        depth = np.clip(dy / self._mouth_depth, 0.0, 1.0)
-        jaw_width = width * (1.0 + 0.9 * depth)
-        jaw = np.sqrt(np.clip(1.0 - (dx / jaw_width) ** 2, 0.0, 1.0))
-        fade_down = 0.5 * (1.0 + np.cos(np.pi * depth))
-        fade_up = np.clip(1.0 + dy / (hw * 1.1), 0.0, 1.0) ** 2
-        shift = np.where(dy >= 0, lower * jaw * fade_down, -upper * lens * fade_up)
+        jaw = np.sqrt(np.clip(1.0 - f.jaw_sq / (widen * widen), 0.0, 1.0))
+        shift = lower * jaw * f.fade_down - upper * lens * f.fade_up
         # Spread pulls pixels towards/away from the centre, strongest on the lips.
-        pull = np.exp(-((dx / (hw * 1.6)) ** 2) - (dy / (hw * 0.7)) ** 2)
-        map_x = (dx / (1.0 + 0.3 * spread * pull) + self.face.mouth_x).astype(np.float32)
-        map_y = (dy - shift + self.face.mouth_y).astype(np.float32)
+        map_x = region.dx / (1.0 + np.float32(0.3 * spread) * f.pull) + f.anchor_x
+        map_y = f.map_y_rest - shift
         roi = frame[region.y0 : region.y1, region.x0 : region.x1]
-        warped = cv2.remap(
+        roi[:] = cv2.remap(
             self.portrait, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
         )
-        if gap < 0.5:
-            roi[:] = warped
+        if gap >= 0.5:
+            self._paint_inside(roi, lens, float(upper), float(lower), gap, opening)
+
+    def _paint_inside(
+        self, roi: Frame, lens: FloatArray, upper: float, lower: float, gap: float, opening: float
+    ) -> None:
+        """The inside of the mouth between the parted lips: cavity, upper teeth, tongue.
+
+        Only the few rows the opening spans are touched.
+        """
+        dy_rows = self._mouth.dy[:, 0]
+        rows = np.nonzero((dy_rows > -upper - 3) & (dy_rows < lower + 3))[0]
+        if len(rows) == 0:
             return
-        # Inside of the mouth: where the lens between the parted lips is.
-        top, bottom = -upper * lens, lower * lens
+        r0, r1 = int(rows[0]), int(rows[-1]) + 1
+        dy = self._mouth.dy[r0:r1, :1]
+        top, bottom = -upper * lens, lower * lens  # (1, width) each
         inside = ((dy > top) & (dy < bottom) & (lens > 0)).astype(np.float32)
         alpha = cv2.GaussianBlur(inside, (5, 5), 0)[..., None]
-        height = np.maximum(bottom - top, 1e-3)
-        rel = np.clip((dy - top) / height, 0.0, 1.0)[..., None]  # 0 at the upper lip
+        rel = np.clip((dy - top) / np.maximum(bottom - top, 1e-3), 0.0, 1.0)[..., None]
+        lens3 = lens[..., None]
         # Darkest in the middle of the opening, lit near the lips.
-        depth = (1.0 - np.abs(2.0 * rel - 1.0)) * lens[..., None]
-        colour = _CAVITY + (_CAVITY_DEEP - _CAVITY) * depth
+        colour = _CAVITY + (_CAVITY_DEEP - _CAVITY) * ((1.0 - np.abs(2.0 * rel - 1.0)) * lens3)
         # Upper teeth: a soft, shaded band under the upper lip, fading at the corners.
-        band = min(0.3, hw * 0.14 / max(gap, 1.0))
-        teeth = np.clip(1.0 - rel / band, 0.0, 1.0) ** 0.5 * np.sqrt(lens[..., None]) * 0.8
-        teeth_colour = _TEETH * (0.75 + 0.25 * np.clip(1.0 - rel / band, 0.0, 1.0))
-        colour = colour + (teeth_colour - colour) * teeth
-        tongue = np.clip((rel - 0.68) * 3.0, 0, 1) * float(min(1.0, opening * 1.4))
-        colour = colour + (_TONGUE - colour) * tongue * 0.7
-        roi[:] = (warped + (colour - warped) * alpha).astype(np.uint8)
+        band = np.float32(min(0.3, self._half_width * 0.14 / max(gap, 1.0)))
+        under_lip = np.clip(1.0 - rel / band, 0.0, 1.0)
+        teeth = np.sqrt(under_lip) * np.sqrt(lens3) * np.float32(0.8)
+        colour += (_TEETH * (0.75 + 0.25 * under_lip) - colour) * teeth
+        tongue = np.clip((rel - 0.68) * 3.0, 0, 1) * np.float32(min(1.0, opening * 1.4) * 0.7)
+        colour += (_TONGUE - colour) * tongue
+        part = roi[r0:r1]
+        part[:] = (part + (colour - part) * alpha).astype(np.uint8)
 
     def _draw_lid(self, frame: Frame, region: _Region, lid: FloatArray, blink: float) -> None:
         """Lower a lid of the portrait's own skin tone over the eye, lashes at its edge."""
