@@ -148,3 +148,16 @@ def test_mouth_moves_while_speaking_and_rests_in_a_pause(
     pausing = track[int((pause_start + 0.35) * 25) : int((pause_start + 1.15) * 25)]
     assert np.median(speaking) > at_rest + 0.04  # the mouth opens, visibly, with the words
     assert pausing.max() < at_rest + 0.01  # and is back at rest through the silence
+
+
+def test_outputs_go_to_an_fsspec_url(pipeline: Pipeline, portrait_png: Path) -> None:
+    """``memory://`` takes the same fsspec path as ``gs://`` (no GCS here), end to end."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    spec = JobSpec(portrait=str(portrait_png), text="Stored remotely.", output="memory://jobs/42/")
+    result = pipeline.run(spec)
+    assert result.outputs.video.url == "memory://jobs/42/video.mp4"
+    names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls("/jobs/42", detail=False))
+    assert names == ["captions.vtt", "thumbnail.jpg", "video.mp4"]  # no partial names left
+    assert fs.size("/jobs/42/video.mp4") == result.outputs.video.size_bytes

@@ -63,7 +63,7 @@ def _timed(name: str, build: Callable[[], T], seconds: dict[str, float]) -> T:
     start = time.perf_counter()
     engine = build()
     seconds[name] = time.perf_counter() - start
-    log.info("loaded %s engine in %.2f s", name, seconds[name], extra={"model": name})
+    log.info("%s ready in %.2f s", name, seconds[name], extra={"model": name})
     return engine
 
 

@@ -9,6 +9,7 @@ file is complete.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -75,6 +76,35 @@ class Pipeline:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> JobResult:
+        """Render one job; raises ``JobError`` with a stable code when it cannot."""
+        source = "text" if spec.text is not None else "audio"
+        log.info("job started", extra={"speech": source, "resolution": spec.resolution})
+        try:
+            result = self._run(spec, progress=progress, cancel=cancel)
+        except JobError as error:
+            log.info("job failed: %s", error, extra={"error": error.to_dict()})
+            raise
+        log.info(
+            "job finished: %.1f s of video in %.1f s",
+            result.video_seconds,
+            result.wall_seconds,
+            extra={
+                "video_seconds": result.video_seconds,
+                "wall_seconds": result.wall_seconds,
+                "realtime_factor": result.realtime_factor,
+                "stages": result.stages.model_dump(),
+                "wer": result.wer,
+            },
+        )
+        return result
+
+    def _run(
+        self,
+        spec: JobSpec,
+        *,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> JobResult:
         report = progress or (lambda _stage, _value: None)
         stop = cancel or threading.Event()
         started = time.perf_counter()
@@ -95,8 +125,15 @@ class Pipeline:
             with timer.stage("tts"):
                 speech = self.engines.tts.synthesize(text, language=spec.language, voice=spec.voice)
             self._check_duration(speech)
+            # Run in a copy of this context, so the ASR's log lines carry the job id.
             transcript_future = self._asr_pool.submit(
-                self._transcribe_and_check, speech, spec, text, timer, stop
+                contextvars.copy_context().run,
+                self._transcribe_and_check,
+                speech,
+                spec,
+                text,
+                timer,
+                stop,
             )
         else:
             assert recording is not None
