@@ -26,5 +26,6 @@ RUN pip install "$(ls /tmp/dist/*.whl)[cpu]" && rm -rf /tmp/dist \
 # Non-root; the root filesystem can be read-only: scratch space is /tmp (an emptyDir).
 USER 10001:10001
 WORKDIR /tmp
+EXPOSE 8080
 ENTRYPOINT ["avatar-runtime"]
-CMD ["--help"]
+CMD ["serve"]

@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
 DEMO_TEXT ?= Hello! I am a talking head rendered on your own machine. My lips follow the words, I blink now and then, and my head moves a little, just like a person on a video call.
 
-.PHONY: help install demo test lint typecheck unit bench clean
+# Debian packages the tests run for real: Prometheus scrapes a runtime process.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install system-deps demo test lint typecheck unit bench clean
 
 help:
 	@echo "make demo   render a sample video with the embedded engines (CPU only)"
@@ -23,6 +26,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+system-deps:
+	@command -v prometheus >/dev/null || { \
+		echo "installing Debian's prometheus (the server tests scrape the runtime with it)"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
 demo: $(STAMP)
 	$(BIN)/python scripts/sample_portrait.py out/portrait.png
 	$(BIN)/avatar-runtime render --image out/portrait.png --text "$(DEMO_TEXT)" --out $(DEMO_OUT)
@@ -30,17 +39,19 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) system-deps
 	$(BIN)/pytest
 
 test: lint typecheck unit
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/pipeline_benchmark.py
+	$(BIN)/python -m benchmarks.pipeline_benchmark
+	$(BIN)/python -m benchmarks.server_benchmark
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

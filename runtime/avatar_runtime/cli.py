@@ -32,8 +32,10 @@ EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_RETRIABLE = 0, 1, 2, 3
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avatar-runtime", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="WARNING", help="default: WARNING")
-    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    parser.add_argument("--log-level", help="default: WARNING for render, INFO for serve")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="default: text for render, json for serve"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     render = commands.add_parser("render", help="render one talking-head video")
@@ -51,6 +53,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--max-wer", type=float, help="intelligibility limit (default 0.5)")
     render.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the runtime pod's HTTP server (settings also from AVATAR_RUNTIME_* variables)",
+    )
+    serve.add_argument("--host", help="listen address (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="default 8080")
+    serve.add_argument("--slots", help="job slots: a number, or 'auto' (default)")
+    serve.add_argument("--queue-limit", type=int, help="jobs that may wait for a slot (default 4)")
+    serve.add_argument("--grace", type=float, help="seconds running jobs get on SIGTERM (60)")
+    serve.add_argument("--token-file", help="bearer token the job endpoints require")
+    serve.add_argument("--output-root", help="allow local outputs under this directory")
     return parser
 
 
@@ -154,9 +168,36 @@ def _fail(args: argparse.Namespace, error: JobError) -> int:
     return EXIT_RETRIABLE if error.retriable else EXIT_BAD_INPUT
 
 
+def serve(args: argparse.Namespace) -> int:
+    from avatar_runtime.server import serve as run_server
+
+    settings = RuntimeSettings()
+    server: dict[str, object] = {}
+    for flag, name in [
+        ("host", "host"),
+        ("port", "port"),
+        ("queue_limit", "queue_limit"),
+        ("grace", "grace_seconds"),
+        ("token_file", "token_file"),
+        ("output_root", "local_output_root"),
+    ]:
+        if getattr(args, flag) is not None:
+            server[name] = getattr(args, flag)
+    update: dict[str, object] = {
+        "server": settings.server.model_validate({**settings.server.model_dump(), **server})
+    }
+    if args.slots is not None:
+        count = args.slots if args.slots == "auto" else int(args.slots)
+        update["slots"] = settings.slots.model_copy(update={"count": count})
+    return run_server(settings.model_copy(update=update))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.configure(level=args.log_level, json_format=args.log_format == "json")
-    if args.command == "render":
-        return render(args)
-    return EXIT_INTERNAL  # argparse's required subcommand makes this unreachable
+    # A pod's logs go to a collector (JSON lines); a person at a terminal reads text.
+    pod = args.command == "serve"
+    logs.configure(
+        level=args.log_level or ("INFO" if pod else "WARNING"),
+        json_format=(args.log_format or ("json" if pod else "text")) == "json",
+    )
+    return serve(args) if pod else render(args)

@@ -37,7 +37,15 @@ class ErrorCode(enum.StrEnum):
     # Outputs and the process itself
     OUTPUT_WRITE_FAILED = "OutputWriteFailed"
     CANCELLED = "Cancelled"
+    INTERRUPTED = "Interrupted"
     MODEL_UNAVAILABLE = "ModelUnavailable"
+    # The runtime's HTTP API
+    INVALID_REQUEST = "InvalidRequest"
+    UNAUTHORIZED = "Unauthorized"
+    JOB_NOT_FOUND = "JobNotFound"
+    JOB_CONFLICT = "JobConflict"
+    POD_FULL = "PodFull"
+    NOT_ACCEPTING = "NotAccepting"
     INTERNAL = "InternalError"
 
 
@@ -46,6 +54,9 @@ _RETRIABLE = frozenset(
     {
         ErrorCode.DOWNLOAD_FAILED,
         ErrorCode.OUTPUT_WRITE_FAILED,
+        ErrorCode.INTERRUPTED,
+        ErrorCode.POD_FULL,
+        ErrorCode.NOT_ACCEPTING,
         ErrorCode.MODEL_UNAVAILABLE,
         ErrorCode.INTERNAL,
     }

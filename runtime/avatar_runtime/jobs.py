@@ -51,6 +51,7 @@ class OutputFile(BaseModel):
     size_bytes: int
     sha256: str
     content_type: str
+    duration_seconds: float | None = Field(None, description="Playing time (video only).")
 
 
 class Outputs(BaseModel):

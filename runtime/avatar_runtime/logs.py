@@ -50,3 +50,7 @@ def configure(*, level: str = "WARNING", json_format: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # One line per HTTP request is noise when an operator polls every job: DEBUG only.
+    logging.getLogger("uvicorn.access").setLevel(
+        logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
+    )

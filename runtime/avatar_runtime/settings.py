@@ -99,6 +99,65 @@ class VideoSettings(BaseModel):
     )
 
 
+class SlotSettings(BaseModel):
+    """How many jobs a pod runs at once, and how ``auto`` decides it from GPU memory.
+
+    Footprint defaults are the seed study's L4 figures; the GPU engines replace
+    them with what they measure after loading.
+    """
+
+    count: int | Literal["auto"] = Field(
+        "auto", description="Job slots: a number, or 'auto' (from GPU memory; 1 without a GPU)."
+    )
+    shared_model_bytes: int = Field(
+        int(3.4e9), ge=0, description="GPU memory of the models all slots share (TTS, ASR)."
+    )
+    slot_bytes: int = Field(int(3.3e9), gt=0, description="GPU memory one slot needs.")
+    margin_bytes: int = Field(
+        int(1.5e9), ge=0, description="GPU memory left free for fragmentation and spikes."
+    )
+    max_auto: int = Field(
+        3,
+        ge=1,
+        description=(
+            "Most slots 'auto' picks. Throughput flattens past 3 independent renderers on one"
+            " GPU (measured on an H100: 1.36x with 2, 1.60x with 3, 1.65x with 4)."
+        ),
+    )
+
+
+class ServerSettings(BaseModel):
+    """The runtime pod's HTTP server: admission, retention, drain and auth."""
+
+    host: str = Field("0.0.0.0", description="Listen address.")  # noqa: S104 - a pod's port
+    port: int = Field(8080, ge=1, le=65535)
+    queue_limit: int = Field(
+        4, ge=0, description="Jobs that may wait for a slot; beyond it POST gets 429."
+    )
+    retention_seconds: float = Field(
+        3600.0, ge=0, description="Finished jobs stay readable this long (operator restarts)."
+    )
+    grace_seconds: float = Field(
+        60.0, ge=0, description="On SIGTERM, running jobs get this long to finish."
+    )
+    token: str | None = Field(
+        None, description="Bearer token the job endpoints require; none = no auth."
+    )
+    token_file: Path | None = Field(
+        None, description="File holding the token (a mounted Kubernetes Secret); wins over token."
+    )
+    local_output_root: Path | None = Field(
+        None,
+        description=(
+            "Directory local output paths must lie in; none = local outputs refused (a request"
+            " must not write anywhere in the pod's file system)."
+        ),
+    )
+    output_schemes: frozenset[str] = Field(
+        frozenset({"gs"}), description="URL schemes accepted for outputs, besides local paths."
+    )
+
+
 class RuntimeSettings(BaseSettings):
     """All runtime settings. Construct once per process and pass it down."""
 
@@ -111,6 +170,8 @@ class RuntimeSettings(BaseSettings):
     engines: EngineSettings = Field(default_factory=EngineSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     video: VideoSettings = Field(default_factory=VideoSettings)
+    slots: SlotSettings = Field(default_factory=SlotSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     work_dir: Path | None = Field(
         None, description="Scratch space for downloads and encoding; default: the system temp."
     )

@@ -21,21 +21,28 @@ class Decoded:
 
 
 def decode_mp4(path: Path) -> Decoded:
+    """Frames as decoded; durations as players take them, from the MP4's index.
+
+    Decoded AAC always comes in whole 1024-sample frames (46 ms at 22.05 kHz), so
+    counting decoded samples overstates the track; the container's edit list
+    records the true length, and that is what players show and stop at.
+    """
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         audio = container.streams.audio[0]
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
         assert video.average_rate is not None
+        assert video.duration is not None
+        assert audio.duration is not None
+        assert audio.time_base is not None
         fps = float(video.average_rate)
+        audio_seconds = float(audio.duration * audio.time_base)
         video_codec, audio_codec = video.codec_context.name, audio.codec_context.name
-    with av.open(str(path)) as container:
-        samples = sum(f.samples for f in container.decode(audio=0))
-        rate = container.streams.audio[0].sample_rate
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     return Decoded(
         frames=frames,
         fps=fps,
         video_seconds=len(frames) / fps,
-        audio_seconds=samples / rate,
+        audio_seconds=audio_seconds,
         audio_codec=audio_codec,
         video_codec=video_codec,
     )

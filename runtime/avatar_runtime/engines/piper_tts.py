@@ -45,6 +45,8 @@ class PiperTTS:
         voice_language = self._voice.config.espeak_voice.split("-")[0].lower()
         self.languages = frozenset({voice_language})
         self._lock = threading.Lock()
+        # The first synthesis pays for ONNX graph optimisation (about 2x slower): pay it now.
+        self.synthesize("Hello there.", language=next(iter(self.languages)))
 
     def synthesize(self, text: str, *, language: str, voice: str | None = None) -> Speech:
         if voice is not None:

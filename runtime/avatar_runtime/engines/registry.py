@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from avatar_runtime.engines.base import ASREngine, Renderer, Speech, TTSEngine
+from avatar_runtime.engines.base import ASREngine, Renderer, TTSEngine
 from avatar_runtime.settings import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ RENDERERS: dict[str, Callable[[EngineSettings], Renderer[Any]]] = {"opencv": _op
 
 
 def _timed(name: str, build: Callable[[], T], seconds: dict[str, float]) -> T:
+    """Build an engine; its load time includes the warm-up each engine runs on itself."""
     start = time.perf_counter()
     engine = build()
     seconds[name] = time.perf_counter() - start
@@ -67,19 +68,14 @@ def _timed(name: str, build: Callable[[], T], seconds: dict[str, float]) -> T:
     return engine
 
 
+def make_renderer(settings: EngineSettings) -> Renderer[Any]:
+    """A renderer of its own for each job slot (renderers keep per-job state)."""
+    return RENDERERS[settings.renderer](settings)
+
+
 def load(settings: EngineSettings) -> Engines:
     seconds: dict[str, float] = {}
     tts = _timed(settings.tts, lambda: TTS_ENGINES[settings.tts](settings), seconds)
     asr = _timed(settings.asr, lambda: ASR_ENGINES[settings.asr](settings), seconds)
     renderer = _timed(settings.renderer, lambda: RENDERERS[settings.renderer](settings), seconds)
-    _timed("warm-up", lambda: _warm_up(tts, asr), seconds)
     return Engines(tts=tts, asr=asr, renderer=renderer, load_seconds=seconds)
-
-
-def _warm_up(tts: TTSEngine, asr: ASREngine) -> None:
-    """Run each model once: first calls pay for graph optimisation (~2x slower)."""
-    from avatar_runtime.pipeline.audio import resample
-
-    speech = tts.synthesize("Hello there.", language=sorted(tts.languages)[0])
-    samples = resample(speech.samples, from_rate=speech.sample_rate, to_rate=asr.sample_rate)
-    asr.transcribe(Speech(samples=samples, sample_rate=asr.sample_rate), language="en")

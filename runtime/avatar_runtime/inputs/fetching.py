@@ -63,6 +63,31 @@ def fetch_bytes(
     return fetch.run()
 
 
+def precheck(source: str, *, settings: FetchSettings, what: str, field: str | None = None) -> None:
+    """Checks a server can make when it admits a job, before any I/O.
+
+    The scheme must be allowed, and a host written as an address (or ``localhost``)
+    must be public. Names are resolved, and checked again, only when fetched.
+    """
+    fetch = _Fetch(source=source, settings=settings, max_bytes=0, what=what, field=field)
+    scheme = fetch.scheme_of(source)
+    if scheme not in _HTTP_SCHEMES or settings.allow_private_networks:
+        return
+    host = (urllib.parse.urlsplit(source).hostname or "").lower()
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if (
+        host == "localhost"
+        or host.endswith(".localhost")
+        or (literal is not None and address_forbidden(literal))
+    ):
+        raise fetch.error(
+            ErrorCode.URL_TARGET_FORBIDDEN, f"{host!r} is not a public address"
+        ) from None
+
+
 def address_forbidden(address: IPAddress) -> bool:
     """Whether ``address`` is off limits for input fetches (anything not on the public internet).
 

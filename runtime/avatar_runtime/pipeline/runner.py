@@ -120,6 +120,7 @@ class Pipeline:
             recording = self._fetch_recording(spec) if spec.audio is not None else None
 
         transcript_future: Future[tuple[Transcript, float | None]]
+        _check_stop(stop)
         if text is not None:
             report("tts", _PROGRESS["tts"])
             with timer.stage("tts"):
@@ -144,6 +145,7 @@ class Pipeline:
             transcript_future = Future()
             transcript_future.set_result((transcript, None))
 
+        _check_stop(stop)
         with scratch_dir(self.settings.work_dir) as scratch:
             try:
                 files = self._render(spec, avatar, speech, scratch, timer, report, stop)
@@ -176,7 +178,7 @@ class Pipeline:
             wer=wer,
             transcript=transcript.text,
             outputs=Outputs(
-                video=published["video"],
+                video=published["video"].model_copy(update={"duration_seconds": video_seconds}),
                 thumbnail=published["thumbnail"],
                 captions=published.get("captions"),
             ),
@@ -278,8 +280,7 @@ class Pipeline:
             settings=self.settings.video,
         ) as writer:
             for index in range(total):
-                if stop.is_set():
-                    raise JobError(ErrorCode.CANCELLED, "The job was stopped while rendering.")
+                _check_stop(stop)
                 tick = time.perf_counter()
                 frame = next(frames)
                 tock = time.perf_counter()
@@ -291,3 +292,9 @@ class Pipeline:
             tick = time.perf_counter()
         timer.add("encode", time.perf_counter() - tick)
         return {"video": video_path, "thumbnail": thumb_path}
+
+
+def _check_stop(stop: threading.Event) -> None:
+    """Between stages and frames: a stopped job ends here, before its outputs exist."""
+    if stop.is_set():
+        raise JobError(ErrorCode.CANCELLED, "The job was stopped before it finished.")

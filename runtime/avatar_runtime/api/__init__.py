@@ -1,0 +1,1 @@
+"""The runtime pod's HTTP API: ``schemas`` (the contract), ``app`` (routes)."""

@@ -1,0 +1,212 @@
+"""A runtime pod's life: load the models once, warm every slot up, serve, drain.
+
+Loading runs in the background so ``/healthz`` answers at once while
+``/readyz`` waits for the warm-up; on SIGTERM the pod stops admitting, gives
+running jobs the grace period, interrupts the rest (retriable, so the operator
+sends them elsewhere) and only then lets the process exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+from avatar_runtime import gpu
+from avatar_runtime.api.schemas import Capacity, EngineNames
+from avatar_runtime.engines import registry
+from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.inputs.fetching import precheck
+from avatar_runtime.jobs import JobSpec
+from avatar_runtime.metrics import RuntimeMetrics
+from avatar_runtime.pipeline.runner import Pipeline
+from avatar_runtime.service.board import JobBoard
+from avatar_runtime.service.slots import Slots
+from avatar_runtime.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+_WARMUP_PORTRAIT = Path(__file__).resolve().parent.parent / "assets" / "warmup-portrait.jpg"
+
+
+def server_settings(settings: RuntimeSettings) -> RuntimeSettings:
+    """The CLI reads local files; a pod must not let a request read its file system."""
+    if "allowed_schemes" in settings.fetch.model_fields_set:
+        return settings
+    schemes = settings.fetch.allowed_schemes - {"file"}
+    return settings.model_copy(
+        update={"fetch": settings.fetch.model_copy(update={"allowed_schemes": schemes})}
+    )
+
+
+def read_token(settings: RuntimeSettings) -> str | None:
+    server = settings.server
+    if server.token_file is not None:
+        token = server.token_file.read_text().strip()
+        if not token:
+            raise ValueError(f"token file {server.token_file} is empty")
+        return token
+    return server.token or None
+
+
+class RuntimePod:
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self.settings = server_settings(settings)
+        self.metrics = RuntimeMetrics()
+        self.token = read_token(self.settings)
+        self.slot_count = gpu.slot_count(self.settings.slots)
+        server = self.settings.server
+        self.board = JobBoard(
+            slots=self.slot_count,
+            queue_limit=server.queue_limit,
+            retention_seconds=server.retention_seconds,
+        )
+        self.metrics.track_board(
+            slots=self.slot_count, busy=self.board.busy, queued=self.board.queued
+        )
+        self.metrics.ready.set(0)
+        self.ready = threading.Event()
+        self.failed: str | None = None  # why loading failed, for /healthz
+        self.draining = False
+        self.engines: EngineNames | None = None
+        self._slots: Slots | None = None
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the shared models and one renderer per slot, warm every slot up, go ready."""
+        try:
+            self._load()
+        except Exception as exc:  # the pod stays alive but unready, and says why
+            self.failed = f"{type(exc).__name__}: {exc}"
+            log.exception("loading the models failed")
+
+    def _load(self) -> None:
+        settings = self.settings.engines
+        shared = registry.load(settings)
+        for model, seconds in shared.load_seconds.items():
+            self.metrics.model_load.labels(model).set(seconds)
+        pipelines = [Pipeline(shared, self.settings)]
+        for _ in range(self.slot_count - 1):
+            renderer = registry.make_renderer(settings)
+            pipelines.append(Pipeline(replace(shared, renderer=renderer), self.settings))
+        started = time.perf_counter()
+        for pipeline in pipelines:
+            self._warm_up(pipeline)
+        self.metrics.model_load.labels("warm-up-render").set(time.perf_counter() - started)
+        self.engines = EngineNames(
+            tts=shared.tts.name,
+            asr=shared.asr.name,
+            renderer=shared.renderer.name,
+            languages=sorted(shared.tts.languages & shared.asr.languages),
+        )
+        self._slots = Slots(board=self.board, pipelines=pipelines, metrics=self.metrics)
+        self._slots.start()
+        self.ready.set()
+        self.metrics.ready.set(1)
+        log.info("ready with %d slots", self.slot_count, extra={"slots": self.slot_count})
+
+    def _warm_up(self, pipeline: Pipeline) -> None:
+        """One real, tiny render per slot (the bundled portrait, to a scratch directory)."""
+        settings = self.settings.model_copy(
+            update={
+                "fetch": self.settings.fetch.model_copy(
+                    update={"allowed_schemes": frozenset({"file"})}
+                )
+            }
+        )
+        warm = Pipeline(pipeline.engines, settings)
+        try:
+            with tempfile.TemporaryDirectory(prefix="avatar-warmup-") as out:
+                spec = JobSpec(
+                    portrait=str(_WARMUP_PORTRAIT),
+                    text="Ready when you are.",
+                    resolution=128,
+                    output=out,
+                )
+                warm.run(spec)
+        finally:
+            warm.close()
+
+    # -- serving -----------------------------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        return self.ready.is_set() and not self.draining
+
+    def capacity(self) -> Capacity:
+        return Capacity(
+            slots_total=self.slot_count,
+            slots_busy=self.board.busy(),
+            queue_length=self.board.queued(),
+            queue_limit=self.board.queue_limit,
+            accepting=self.accepting,
+            draining=self.draining,
+            engines=self.engines or EngineNames(tts="", asr="", renderer="", languages=[]),
+        )
+
+    def check_request(self, spec: JobSpec) -> None:
+        """Refuse, at admission, inputs that can never be fetched and outputs not allowed."""
+        for what, source in (
+            ("portrait", spec.portrait),
+            ("audio", spec.audio),
+            ("voice", spec.voice),
+        ):
+            if source is not None and not (what == "voice" and "/" not in source):
+                precheck(source, settings=self.settings.fetch, what=what, field=f"inputs.{what}")
+        self.check_output(spec.output)
+
+    def check_output(self, output: str) -> None:
+        """Outputs go to an allowed URL scheme, or under the configured local root only."""
+        server = self.settings.server
+        scheme = urllib.parse.urlsplit(output).scheme.lower()
+        if len(scheme) > 1:
+            if scheme == "file":
+                # Decoded as storage decodes it: %2E%2E must not slip past the root check.
+                output = urllib.request.url2pathname(urllib.parse.urlsplit(output).path)
+            elif scheme in server.output_schemes:
+                return
+            else:
+                allowed = ", ".join(sorted(server.output_schemes)) or "none"
+                raise JobError(
+                    ErrorCode.URL_SCHEME_NOT_ALLOWED,
+                    f"output scheme {scheme!r} is not allowed; allowed: {allowed}",
+                    field="output",
+                )
+        root = server.local_output_root
+        if root is None:
+            raise JobError(
+                ErrorCode.URL_SCHEME_NOT_ALLOWED,
+                "local outputs are not enabled on this pod; use a gs:// URL",
+                field="output",
+            )
+        path = Path(output).resolve()
+        if not path.is_relative_to(root.resolve()):
+            raise JobError(
+                ErrorCode.URL_TARGET_FORBIDDEN,
+                f"local outputs must lie under {root}",
+                field="output",
+            )
+
+    # -- shutting down -----------------------------------------------------------------
+
+    def drain(self) -> None:
+        """SIGTERM: stop admitting, let running jobs finish in the grace period, stop the rest."""
+        self.draining = True
+        self.metrics.ready.set(0)
+        grace = self.settings.server.grace_seconds
+        waiting = self.board.begin_drain()
+        log.info("draining: %d waiting jobs interrupted, grace %.0f s", waiting, grace)
+        if not self.board.wait_idle(grace):
+            stopped = self.board.interrupt_running()
+            log.info("grace period over: interrupting %d running jobs", stopped)
+            # A render stops at its next frame; a stage in progress (TTS, upload) ends first.
+            self.board.wait_idle(30.0)
+        if self._slots is not None:
+            self._slots.stop()
+        log.info("drained")

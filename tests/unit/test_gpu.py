@@ -1,0 +1,65 @@
+"""Slot counts from GPU memory, and NVML on a machine without a GPU."""
+
+from __future__ import annotations
+
+from avatar_runtime import gpu
+from avatar_runtime.gpu import GpuMemory, auto_slots, slot_count
+from avatar_runtime.settings import SlotSettings
+
+GB = 10**9
+
+
+def _card(total: float, used: float, name: str = "NVIDIA L4") -> GpuMemory:
+    return GpuMemory(index=0, name=name, used_bytes=int(used), total_bytes=int(total))
+
+
+def test_no_gpu_gets_one_slot() -> None:
+    """A CPU-only pod still serves, one job at a time."""
+    assert auto_slots(SlotSettings(), []) == 1
+
+
+def test_the_seed_l4_is_capped_at_max_auto() -> None:
+    """24 GB fits five slots beside the shared models, but more than three add little."""
+    settings = SlotSettings()
+    l4 = _card(24 * GB, 0.5 * GB)
+    assert auto_slots(settings, [l4]) == settings.max_auto == 3
+    uncapped = settings.model_copy(update={"max_auto": 10})
+    assert auto_slots(uncapped, [l4]) == 5
+
+
+def test_a_half_used_16_gb_card_gets_what_its_free_memory_fits() -> None:
+    s = SlotSettings()
+    card = _card(16 * GB, 8 * GB)
+    room = 8 * GB - s.shared_model_bytes - s.margin_bytes
+    expected = max(1, min(s.max_auto, room // s.slot_bytes))
+    assert expected in (1, 2)
+    assert auto_slots(s, [card]) == expected
+    smaller = s.model_copy(update={"slot_bytes": GB})
+    assert auto_slots(smaller, [card]) == min(s.max_auto, room // GB) > expected
+
+
+def test_a_nearly_full_card_still_gets_one_slot() -> None:
+    """Zero slots would make a pod that is ready but can never run anything."""
+    assert auto_slots(SlotSettings(), [_card(16 * GB, 15.9 * GB)]) == 1
+    assert auto_slots(SlotSettings(), [_card(2 * GB, 0)]) == 1
+
+
+def test_only_the_first_gpu_decides() -> None:
+    """Every slot renders on the first device, so a second card's memory does not count."""
+    small, big = _card(8 * GB, 0), _card(80 * GB, 0, name="NVIDIA H100")
+    assert auto_slots(SlotSettings(), [small, big]) == 1
+
+
+def test_free_bytes_is_total_minus_used() -> None:
+    assert _card(24 * GB, 0.5 * GB).free_bytes == int(23.5 * GB)
+
+
+def test_an_explicit_slot_count_is_kept() -> None:
+    assert slot_count(SlotSettings(count=2)) == 2
+    assert slot_count(SlotSettings(count=7)) == 7
+
+
+def test_memory_is_empty_without_an_nvidia_driver() -> None:
+    """Runs NVML for real: on this GPU-less machine it must report no GPUs, not raise."""
+    assert gpu.memory() == []
+    assert slot_count(SlotSettings()) == 1
