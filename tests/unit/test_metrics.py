@@ -10,32 +10,13 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from avatar_runtime.jobs import JobResult, OutputFile, Outputs, StageSeconds
+from avatar_runtime.jobs import JobResult
 from avatar_runtime.metrics import STAGES, RuntimeMetrics
-
-STAGE_SECONDS = StageSeconds(fetch=0.2, tts=0.7, asr=0.4, render=3.0, encode=0.6, upload=0.3)
+from tests.unit.factories import STAGE_SECONDS, job_result
 
 
 def _result() -> JobResult:
-    def file(name: str, content_type: str) -> OutputFile:
-        return OutputFile(
-            url=f"gs://b/x/{name}", size_bytes=10, sha256="0" * 64, content_type=content_type
-        )
-
-    return JobResult(
-        video_seconds=12.5,
-        wall_seconds=5.0,
-        realtime_factor=0.4,
-        stages=STAGE_SECONDS,
-        frames=312,
-        resolution=512,
-        fps=25,
-        wer=0.0,
-        transcript="hi",
-        outputs=Outputs(
-            video=file("video.mp4", "video/mp4"), thumbnail=file("thumbnail.jpg", "image/jpeg")
-        ),
-    )
+    return job_result(wall_seconds=5.0, video_seconds=12.5)
 
 
 def _samples(metrics: RuntimeMetrics) -> list[Sample]:

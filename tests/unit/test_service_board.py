@@ -11,8 +11,9 @@ from typing import Any
 
 from avatar_runtime.api.schemas import JobRequest, JobState, JobStatus
 from avatar_runtime.errors import ErrorCode, JobError
-from avatar_runtime.jobs import JobResult, OutputFile, Outputs, StageSeconds
+from avatar_runtime.jobs import JobResult
 from avatar_runtime.service.board import Admission, JobBoard, JobRecord
+from tests.unit.factories import job_result
 
 
 class FakeClock:
@@ -37,25 +38,7 @@ def _request(job_id: str, text: str = "hi", **extra: Any) -> JobRequest:
 
 
 def _result(*, wall_seconds: float = 3.0, video_seconds: float = 6.0) -> JobResult:
-    def file(name: str, content_type: str) -> OutputFile:
-        return OutputFile(
-            url=f"gs://b/x/{name}", size_bytes=10, sha256="0" * 64, content_type=content_type
-        )
-
-    return JobResult(
-        video_seconds=video_seconds,
-        wall_seconds=wall_seconds,
-        realtime_factor=wall_seconds / video_seconds,
-        stages=StageSeconds(fetch=0.1, tts=0.5, asr=0.4, render=1.5, encode=0.3, upload=0.2),
-        frames=150,
-        resolution=512,
-        fps=25,
-        wer=0.0,
-        transcript="hi",
-        outputs=Outputs(
-            video=file("video.mp4", "video/mp4"), thumbnail=file("thumbnail.jpg", "image/jpeg")
-        ),
-    )
+    return job_result(wall_seconds=wall_seconds, video_seconds=video_seconds)
 
 
 def _board(
