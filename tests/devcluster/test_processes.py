@@ -1,0 +1,118 @@
+"""Pods as local processes: what lets the operator find and scale runtime pods locally."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from tests.devcluster.conftest import Kubectl
+
+# A web server per pod, bound to the pod's own loopback address, with a readiness probe.
+DEPLOYMENT = f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 0
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata:
+      labels: {{app: web}}
+      annotations: {{devcluster.avatar.dev/process: "true"}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: web
+        image: python
+        command: ["{sys.executable}", "-m", "http.server"]
+        args: ["8000", "--bind", "$(POD_IP)"]
+        env:
+        - name: POD_IP
+          valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}
+        ports: [{{containerPort: 8000, name: http}}]
+        readinessProbe: {{httpGet: {{path: /, port: http}}}}
+"""
+
+
+def eventually(check: Callable[[], bool], *, timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def pods(kubectl: Kubectl) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = json.loads(
+        kubectl("get", "pods", "-l", "app=web", "-o", "json").stdout
+    )["items"]
+    return items
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_deployment_scales_real_processes_up_and_down(kubectl: Kubectl) -> None:
+    kubectl.apply(DEPLOYMENT)
+    assert pods(kubectl) == []
+
+    kubectl("scale", "deployment", "web", "--replicas=2")
+    eventually(
+        lambda: (
+            len(pods(kubectl)) == 2
+            and all(
+                p["status"].get("containerStatuses", [{}])[0].get("ready") for p in pods(kubectl)
+            )
+        ),
+        what="2 ready pods",
+    )
+    addresses = sorted(p["status"]["podIP"] for p in pods(kubectl))
+    assert len(set(addresses)) == 2  # each pod its own loopback address, same port
+    for address in addresses:
+        with urllib.request.urlopen(f"http://{address}:8000/", timeout=5) as answer:
+            assert answer.status == 200
+    eventually(
+        lambda: (
+            json.loads(kubectl("get", "deployment", "web", "-o", "json").stdout)["status"].get(
+                "readyReplicas"
+            )
+            == 2
+        ),
+        what="the Deployment's status to count 2 ready replicas",
+    )
+    table = kubectl("get", "pods").stdout
+    assert table.count("Running") == 2
+
+    kubectl("scale", "deployment", "web", "--replicas=0")
+    eventually(lambda: pods(kubectl) == [], what="the pods to go")
+    for address in addresses:  # the processes ended: nothing answers any more
+        try:
+            urllib.request.urlopen(f"http://{address}:8000/", timeout=2)
+        except OSError:
+            continue
+        raise AssertionError(f"{address} still answers after scaling to 0")
+
+
+def test_deleting_a_deployment_takes_its_pods_and_processes(kubectl: Kubectl) -> None:
+    kubectl.apply(DEPLOYMENT.replace("replicas: 0", "replicas: 1"))
+    eventually(lambda: len(pods(kubectl)) == 1, what="a pod")
+    eventually(lambda: bool(pods(kubectl)[0]["status"].get("podIP")), what="the pod to run")
+    address = pods(kubectl)[0]["status"]["podIP"]
+    kubectl("delete", "deployment", "web")
+    eventually(lambda: pods(kubectl) == [], what="the pod to be collected")
+    try:
+        urllib.request.urlopen(f"http://{address}:8000/", timeout=2)
+    except OSError:
+        return
+    raise AssertionError("the process still answers")
