@@ -88,14 +88,22 @@ class Cluster:
 
     # -- writes --------------------------------------------------------------------------
 
-    def create(self, rt: ResourceType, body: Obj, namespace: str, *, dry_run: bool = False) -> Obj:
+    def create(
+        self,
+        rt: ResourceType,
+        body: Obj,
+        namespace: str,
+        *,
+        dry_run: bool = False,
+        strict: bool = False,
+    ) -> Obj:
         if rt.namespaced and self.store.get(("", "namespaces", "", namespace)) is None:
             raise not_found("namespaces", namespace)
         obj = metadata.for_create(rt, body, namespace=namespace, revision=self.store.revision + 1)
         key = (rt.group, rt.plural, namespace if rt.namespaced else "", obj["metadata"]["name"])
         if self.store.get(key) is not None:
             raise already_exists(rt.plural, key[3], group=rt.group)
-        obj = self._admit(rt, obj, old=None)
+        obj = self._admit(rt, obj, old=None, strict=strict)
         if rt.kind == "Namespace":
             obj["status"] = {"phase": "Active"}
         if rt.kind == "CustomResourceDefinition":
@@ -108,7 +116,9 @@ class Cluster:
             self.registry.set_crd(obj)
         return obj
 
-    def update(self, target: Target, body: Obj, *, dry_run: bool = False) -> Obj:
+    def update(
+        self, target: Target, body: Obj, *, dry_run: bool = False, strict: bool = False
+    ) -> Obj:
         rt = target.rt
         old = self.store.get(target.key)
         if old is None:
@@ -117,7 +127,7 @@ class Cluster:
             rt, old, body, subresource=target.subresource, revision=self.store.revision + 1
         )
         if target.subresource != "status":
-            new = self._admit(rt, new, old=old)
+            new = self._admit(rt, new, old=old, strict=strict)
         if rt.kind == "CustomResourceDefinition" and target.subresource != "status":
             new = self._accept_crd(new)
         if dry_run:
@@ -196,13 +206,23 @@ class Cluster:
         else:
             self._remove(key)
 
-    def _admit(self, rt: ResourceType, obj: Obj, *, old: Obj | None) -> Obj:
+    def _admit(self, rt: ResourceType, obj: Obj, *, old: Obj | None, strict: bool) -> Obj:
         if not rt.custom or rt.schema is None:
             return obj
         from avatar_devcluster import admission
 
         try:
-            return admission.admit(obj, schema=rt.schema, old=old, kind=rt.kind, group=rt.group)
+            admitted = admission.admit(obj, schema=rt.schema, old=old, kind=rt.kind, group=rt.group)
+            unknown = _pruned(obj, admitted, "") if strict else []
+            if unknown:
+                fields = ", ".join(f'unknown field "{path}"' for path in unknown)
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}:'
+                    f" strict decoding error: {fields}",
+                )
+            return admitted
         except admission.AdmissionError as exc:
             status = exc.status()
             raise ApiError(
@@ -248,6 +268,25 @@ class Cluster:
         if key not in self.client_verbs:
             log.info("client %s %s %s", client, verb, target, extra={"client": client})
         self.client_verbs[key] = self.client_verbs.get(key, 0) + 1
+
+
+def _pruned(sent: Any, kept: Any, path: str) -> list[str]:
+    """Fields that were sent but not kept: what admission pruned as unknown."""
+    if isinstance(sent, dict) and isinstance(kept, dict):
+        out: list[str] = []
+        for key, value in sent.items():
+            child = f"{path}.{key}" if path else key
+            if path == "" and key in ("metadata", "apiVersion", "kind"):
+                continue
+            out += [child] if key not in kept else _pruned(value, kept[key], child)
+        return out
+    if isinstance(sent, list) and isinstance(kept, list):
+        return [
+            p
+            for i, (a, b) in enumerate(zip(sent, kept, strict=False))
+            for p in _pruned(a, b, f"{path}[{i}]")
+        ]
+    return []
 
 
 def _unchanged(old: Obj, new: Obj) -> bool:
@@ -313,6 +352,11 @@ async def _body(request: web.Request) -> Obj:
     return body
 
 
+def _strict(request: web.Request) -> bool:
+    """``fieldValidation=Strict`` (kubectl apply's default): unknown fields are errors."""
+    return request.query.get("fieldValidation") == "Strict"
+
+
 def _dry_run(request: web.Request) -> bool:
     return request.query.get("dryRun") == "All"
 
@@ -338,7 +382,13 @@ async def resource(request: web.Request) -> web.StreamResponse:
     if target.subresource == "scale":
         return await _scale(request, cluster, target)
     if method == "POST" and not target.name:
-        obj = cluster.create(rt, await _body(request), target.namespace, dry_run=_dry_run(request))
+        obj = cluster.create(
+            rt,
+            await _body(request),
+            target.namespace,
+            dry_run=_dry_run(request),
+            strict=_strict(request),
+        )
         return _json(obj, 201)
     if not target.name:
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
@@ -348,7 +398,10 @@ async def resource(request: web.Request) -> web.StreamResponse:
             raise not_found(rt.plural, target.name, group=rt.group)
         return _json(found)
     if method == "PUT":
-        return _json(cluster.update(target, await _body(request), dry_run=_dry_run(request)))
+        body = await _body(request)
+        return _json(
+            cluster.update(target, body, dry_run=_dry_run(request), strict=_strict(request))
+        )
     if method == "PATCH":
         from avatar_devcluster import patching
 
@@ -363,7 +416,9 @@ async def resource(request: web.Request) -> web.StreamResponse:
         except patching.PatchError as exc:
             raise ApiError(exc.status, exc.reason, exc.message) from None
         # A patch that names a resourceVersion is checked against it, as a PUT is.
-        return _json(cluster.update(target, patched, dry_run=_dry_run(request)))
+        return _json(
+            cluster.update(target, patched, dry_run=_dry_run(request), strict=_strict(request))
+        )
     if method == "DELETE":
         return _json(cluster.delete(target, dry_run=_dry_run(request)))
     raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")

@@ -58,6 +58,11 @@ def in_thread(
                 started.set()
 
         loop.run_until_complete(main())
+        # Watches still streaming when the server stops: let them finish cancelling.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
     thread = threading.Thread(target=run, name="devcluster", daemon=True)
     thread.start()

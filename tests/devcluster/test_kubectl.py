@@ -137,3 +137,15 @@ def test_get_watch_sees_changes(widgets: Kubectl) -> None:
         output, _ = watcher.communicate(timeout=10)
     rows = [line.split() for line in output.splitlines() if line.startswith("w ")]
     assert [r[1] for r in rows][:2] == ["2", "9"], output
+
+
+def test_unknown_fields_are_refused_as_kubectl_asks(widgets: Kubectl) -> None:
+    """kubectl apply asks for strict field validation: a typo is an error, not lost data."""
+    typo = widget("t", 2).replace("  size: 2", "  size: 2\n  colr: blue")
+    refused = widgets("apply", "-f", "-", stdin=typo, check=False)
+    assert refused.returncode != 0
+    assert 'unknown field "spec.colr"' in refused.stderr
+    lenient = widgets("apply", "--validate=false", "-f", "-", stdin=typo)
+    assert "created" in lenient.stdout
+    obj = json.loads(widgets("get", "wd", "t", "-o", "json").stdout)
+    assert "colr" not in obj["spec"]  # pruned, as the API server prunes
