@@ -39,34 +39,34 @@ class ApiError(Exception):
         return body
 
 
-def not_found(resource: str, name: str, *, group: str = "") -> ApiError:
-    qualified = f"{resource}.{group}" if group else resource
+def _about(code: int, reason: str, resource: str, name: str, group: str, text: str) -> ApiError:
+    """An error about one object; ``text`` has ``{what}`` for its qualified name."""
+    what = f'{resource}.{group} "{name}"' if group else f'{resource} "{name}"'
     return ApiError(
-        404,
-        "NotFound",
-        f'{qualified} "{name}" not found',
+        code,
+        reason,
+        text.format(what=what),
         details={"name": name, "group": group, "kind": resource},
     )
+
+
+def not_found(resource: str, name: str, *, group: str = "") -> ApiError:
+    return _about(404, "NotFound", resource, name, group, "{what} not found")
 
 
 def already_exists(resource: str, name: str, *, group: str = "") -> ApiError:
-    qualified = f"{resource}.{group}" if group else resource
-    return ApiError(
-        409,
-        "AlreadyExists",
-        f'{qualified} "{name}" already exists',
-        details={"name": name, "group": group, "kind": resource},
-    )
+    return _about(409, "AlreadyExists", resource, name, group, "{what} already exists")
 
 
 def conflict(resource: str, name: str, *, group: str = "") -> ApiError:
-    qualified = f"{resource}.{group}" if group else resource
-    return ApiError(
+    return _about(
         409,
         "Conflict",
-        f'Operation cannot be fulfilled on {qualified} "{name}": the object has been modified;'
-        " please apply your changes to the latest version and try again",
-        details={"name": name, "group": group, "kind": resource},
+        resource,
+        name,
+        group,
+        "Operation cannot be fulfilled on {what}: the object has been modified; please apply"
+        " your changes to the latest version and try again",
     )
 
 

@@ -6,7 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,15 @@ spec:
                   message: "seven is not a widget size"
             status: {type: object, x-kubernetes-preserve-unknown-fields: true}
 """
+
+
+def eventually(check: Callable[[], bool], *, timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def kubectl_binary() -> str | None:

@@ -12,14 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from avatar_devcluster import running
-from tests.devcluster.conftest import Kubectl
+from tests.devcluster.conftest import Kubectl, eventually
 from tests.devcluster.test_kubectl import widget
 
 OPERATOR = Path(__file__).with_name("widget_operator.py")
@@ -51,15 +50,6 @@ class Kopf:
 
     def events(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []
-
-
-def eventually(check: Callable[[], bool], *, timeout: float = 20, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
-from tests.devcluster.conftest import Kubectl
+from tests.devcluster.conftest import Kubectl, eventually
 
 # A web server per pod, bound to the pod's own loopback address, with a readiness probe.
 DEPLOYMENT = f"""
@@ -37,15 +35,6 @@ spec:
         ports: [{{containerPort: 8000, name: http}}]
         readinessProbe: {{httpGet: {{path: /, port: http}}}}
 """
-
-
-def eventually(check: Callable[[], bool], *, timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def pods(kubectl: Kubectl) -> list[dict[str, Any]]:
