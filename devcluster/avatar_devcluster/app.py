@@ -128,12 +128,13 @@ class Cluster:
         )
         if target.subresource != "status":
             new = self._admit(rt, new, old=old, strict=strict)
+            metadata.bump_generation(rt, old, new)
         if rt.kind == "CustomResourceDefinition" and target.subresource != "status":
             new = self._accept_crd(new)
-        if dry_run:
-            return new
         if _unchanged(old, new):
             return old  # no change: no new resourceVersion, no watch event (as the API server)
+        if dry_run:
+            return new
         self.store.next_revision()
         meta = new["metadata"]
         if (
@@ -148,7 +149,7 @@ class Cluster:
             self.registry.set_crd(new)
         return new
 
-    def delete(self, target: Target, *, dry_run: bool = False) -> Obj:
+    def delete(self, target: Target, *, dry_run: bool = False, orphan: bool = False) -> Obj:
         obj = self.store.get(target.key)
         if obj is None:
             raise not_found(target.rt.plural, target.name, group=target.rt.group)
@@ -157,7 +158,7 @@ class Cluster:
         if obj["metadata"].get("finalizers") or target.key in self.held:
             self._mark_deleted(target.key, obj)
             return obj
-        return self._remove(target.key) or obj
+        return self._remove(target.key, cascade=not orphan) or obj
 
     def _mark_deleted(self, key: Key, obj: Obj) -> None:
         if obj["metadata"].get("deletionTimestamp"):
@@ -175,10 +176,12 @@ class Cluster:
         if obj is not None and not obj["metadata"].get("finalizers"):
             self._remove(key)
 
-    def _remove(self, key: Key) -> Obj | None:
+    def _remove(self, key: Key, *, cascade: bool = True) -> Obj | None:
         obj = self.store.remove(key)
         if obj is None:
             return None
+        if not cascade:  # propagationPolicy: Orphan
+            return obj
         uid = obj["metadata"].get("uid")
         if key[:2] == ("", "namespaces"):
             for other in self.store.all_keys():
@@ -188,7 +191,7 @@ class Cluster:
             for rt in self.registry.remove_crd(key[3]):
                 for other in self.store.all_keys():
                     if other[:2] == (rt.group, rt.plural):
-                        self.store.remove(other)
+                        self._delete_key(other)
         # Garbage collection: dependents go with their owner (background propagation).
         for other in self.store.all_keys():
             dependent = self.store.get(other)
@@ -396,6 +399,11 @@ async def resource(request: web.Request) -> web.StreamResponse:
         found = cluster.store.get(target.key)
         if found is None:
             raise not_found(rt.plural, target.name, group=rt.group)
+        if _wants_table(request):
+            include = request.query.get("includeObject", "Metadata")
+            revision = found["metadata"]["resourceVersion"]
+            return _json(tables.table(rt, [found], include_object=include,
+                                      resource_version=revision))  # fmt: skip
         return _json(found)
     if method == "PUT":
         body = await _body(request)
@@ -420,7 +428,12 @@ async def resource(request: web.Request) -> web.StreamResponse:
             cluster.update(target, patched, dry_run=_dry_run(request), strict=_strict(request))
         )
     if method == "DELETE":
-        return _json(cluster.delete(target, dry_run=_dry_run(request)))
+        options = await _body(request) if request.can_read_body else {}
+        orphan = (
+            options.get("propagationPolicy") == "Orphan"
+            or request.query.get("propagationPolicy") == "Orphan"
+        )
+        return _json(cluster.delete(target, dry_run=_dry_run(request), orphan=orphan))
     raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
 
 
@@ -514,16 +527,33 @@ async def _watch(request: web.Request, cluster: Cluster, target: Target) -> web.
     matches = _matcher(request, target)
     namespace = target.namespace
 
-    def accepts(change: Change) -> bool:
+    def in_scope(change: Change) -> bool:
         meta = change.object["metadata"]
-        return (
-            (change.group, change.plural) == (rt.group, rt.plural)
-            and (not namespace or meta.get("namespace") == namespace)
-            and matches(change.object)
+        return (change.group, change.plural) == (rt.group, rt.plural) and (
+            not namespace or meta.get("namespace") == namespace
         )
 
+    def seen_as(change: Change) -> str | None:
+        """The event this watcher sees: an object leaving the selection is DELETED for it,
+        one entering it ADDED, as the API server reports them."""
+        if not in_scope(change):
+            return None
+        now = matches(change.object)
+        if change.type != "MODIFIED" or change.previous is None:
+            return change.type if now else None
+        before = matches(change.previous)
+        if now and before:
+            return "MODIFIED"
+        return "ADDED" if now else "DELETED" if before else None
+
+    # Parameters are checked before the stream starts: afterwards no error can be sent.
     since = request.query.get("resourceVersion", "")
-    watcher = cluster.store.subscribe(accepts)
+    try:
+        revision = int(since) if since not in ("", "0") else 0
+        timeout = float(request.query.get("timeoutSeconds", "1800"))
+    except ValueError:
+        raise bad_request("invalid resourceVersion or timeoutSeconds") from None
+    watcher = cluster.store.subscribe(lambda change: seen_as(change) is not None)
     response = web.StreamResponse(headers={"Content-Type": JSON})
     await response.prepare(request)
     table = _wants_table(request)
@@ -541,19 +571,14 @@ async def _watch(request: web.Request, cluster: Cluster, target: Target) -> web.
                 if matches(obj):
                     await send("ADDED", _as_version(obj, rt))
         else:
-            try:
-                revision = int(since)
-            except ValueError:
-                raise bad_request(f"invalid resourceVersion {since!r}") from None
             backlog = cluster.store.history_since(revision)
             if backlog is None:
                 expired = gone(f"too old resource version: {revision} ({cluster.store.revision})")
                 await send("ERROR", expired.status())
                 return response
             for change in backlog:
-                if accepts(change):
-                    await send(change.type, _as_version(change.object, rt))
-        timeout = float(request.query.get("timeoutSeconds", "1800"))
+                if (kind := seen_as(change)) is not None:
+                    await send(kind, _as_version(change.object, rt))
         bookmarks = request.query.get("allowWatchBookmarks") in ("1", "true")
         deadline = asyncio.get_running_loop().time() + timeout
         while (left := deadline - asyncio.get_running_loop().time()) > 0:
@@ -566,7 +591,8 @@ async def _watch(request: web.Request, cluster: Cluster, target: Target) -> web.
                               "metadata": {"resourceVersion": current}}  # fmt: skip
                     await send("BOOKMARK", marker)
                 continue
-            await send(change.type, _as_version(change.object, rt))
+            if (kind := seen_as(change)) is not None:
+                await send(kind, _as_version(change.object, rt))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -705,8 +731,9 @@ def create_app(store: Store, *, pod_logs: Path | None = None) -> web.Application
 async def serving(
     store: Store, *, host: str, port: int, pod_logs: Path | None = None
 ) -> AsyncIterator[web.AppRunner]:
+    # handler_cancellation: a watch whose client went away ends at once.
     runner = web.AppRunner(create_app(store, pod_logs=pod_logs), access_log=None,
-                           shutdown_timeout=1)  # fmt: skip
+                           shutdown_timeout=1, handler_cancellation=True)  # fmt: skip
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

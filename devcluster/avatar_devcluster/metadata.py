@@ -97,13 +97,25 @@ def for_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str, revisi
                 meta[name] = old_meta[name]
             else:
                 meta.pop(name, None)
+        if meta.get("name") not in (None, "", old_meta["name"]):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the name of the object ({meta['name']}) does not match the name on the URL"
+                f" ({old_meta['name']})",
+            )
         meta["name"] = old_meta["name"]
-        generation = int(old_meta.get("generation", 1))
-        meta["generation"] = generation + (_content(rt, old) != _content(rt, new))
+        meta["generation"] = old_meta.get("generation", 1)
     new["apiVersion"] = old["apiVersion"]
     new["kind"] = old["kind"]
     meta["resourceVersion"] = str(revision)
     return new
+
+
+def bump_generation(rt: ResourceType, old: Obj, new: Obj) -> None:
+    """After admission (defaults filled in): a spec that did not change keeps its generation."""
+    generation = int(old["metadata"].get("generation", 1))
+    new["metadata"]["generation"] = generation + (_content(rt, old) != _content(rt, new))
 
 
 def _conflict(rt: ResourceType, name: str) -> ApiError:

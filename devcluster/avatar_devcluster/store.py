@@ -31,6 +31,7 @@ class Change:
     plural: str
     resource_version: int
     object: Obj
+    previous: Obj | None = None  # the object before a MODIFIED change
 
 
 class Watcher:
@@ -79,8 +80,9 @@ class Store:
         return self.revision
 
     def put(self, key: Key, obj: Obj, *, created: bool) -> None:
+        previous = self._objects.get(key)
         self._objects[key] = copy.deepcopy(obj)
-        self._record("ADDED" if created else "MODIFIED", key, obj)
+        self._record("ADDED" if created else "MODIFIED", key, obj, previous=previous)
 
     def remove(self, key: Key) -> Obj | None:
         obj = self._objects.pop(key, None)
@@ -90,13 +92,14 @@ class Store:
             self._record("DELETED", key, obj)
         return obj
 
-    def _record(self, kind: str, key: Key, obj: Obj) -> None:
+    def _record(self, kind: str, key: Key, obj: Obj, *, previous: Obj | None = None) -> None:
         change = Change(
             type=kind,
             group=key[0],
             plural=key[1],
             resource_version=int(obj["metadata"]["resourceVersion"]),
             object=copy.deepcopy(obj),
+            previous=previous,
         )
         if len(self._history) == self._history.maxlen:
             self._first_revision = self._history[0].resource_version
