@@ -96,20 +96,20 @@ def submit(body: JobRequest, request: Request, response: Response) -> JobStatus:
     raise ApiError(503, JobError(ErrorCode.NOT_ACCEPTING, "This pod is draining."))
 
 
-@jobs.get("/jobs/{job_id}", response_model=JobStatus, responses=_ERRORS)
-def read(job_id: str, request: Request) -> JobStatus:
-    status = _pod(request).board.status(job_id)
+def _found(status: JobStatus | None, job_id: str) -> JobStatus:
     if status is None:
         raise ApiError(404, JobError(ErrorCode.JOB_NOT_FOUND, f"No job {job_id} on this pod."))
     return status
+
+
+@jobs.get("/jobs/{job_id}", response_model=JobStatus, responses=_ERRORS)
+def read(job_id: str, request: Request) -> JobStatus:
+    return _found(_pod(request).board.status(job_id), job_id)
 
 
 @jobs.delete("/jobs/{job_id}", response_model=JobStatus, responses=_ERRORS)
 def cancel(job_id: str, request: Request) -> JobStatus:
-    status = _pod(request).board.cancel(job_id)
-    if status is None:
-        raise ApiError(404, JobError(ErrorCode.JOB_NOT_FOUND, f"No job {job_id} on this pod."))
-    return status
+    return _found(_pod(request).board.cancel(job_id), job_id)
 
 
 @jobs.get("/capacity", response_model=Capacity)
