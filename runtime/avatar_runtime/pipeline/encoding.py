@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from avatar_runtime.engines.base import AudioArray, Frame
+from avatar_runtime.pipeline.audio import resample
 from avatar_runtime.settings import VideoSettings
 
 # AAC takes a limited set of sample rates; everything else is resampled to 48 kHz.
@@ -37,8 +38,6 @@ class Mp4Writer:
         settings: VideoSettings,
     ) -> None:
         if sample_rate not in _AAC_RATES:
-            from avatar_runtime.pipeline.audio import resample
-
             audio = resample(audio, from_rate=sample_rate, to_rate=48_000)
             sample_rate = 48_000
         self._container = av.open(str(path), "w", options={"movflags": "+faststart"})
