@@ -22,6 +22,7 @@ import pydantic
 from avatar_runtime import __version__, logs
 from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.jobs import JobSpec
+from avatar_runtime.local_buckets import serve_gs_from
 from avatar_runtime.settings import RuntimeSettings
 
 log = logging.getLogger("avatar_runtime.cli")
@@ -104,8 +105,15 @@ def _progress_bar(enabled: bool) -> tuple[Any, Any]:
     return bar, update
 
 
+def _storage(settings: RuntimeSettings) -> None:
+    """Before any job: gs:// from a local directory where configured (demo, tests)."""
+    if settings.storage.local_buckets is not None:
+        serve_gs_from(settings.storage.local_buckets)
+
+
 def render(args: argparse.Namespace) -> int:
     settings = RuntimeSettings()
+    _storage(settings)
     if args.max_wer is not None:
         settings = settings.model_copy(
             update={"quality": settings.quality.model_copy(update={"max_wer": args.max_wer})}
@@ -172,6 +180,7 @@ def serve(args: argparse.Namespace) -> int:
     from avatar_runtime.server import serve as run_server
 
     settings = RuntimeSettings()
+    _storage(settings)
     server: dict[str, object] = {}
     for flag, name in [
         ("host", "host"),

@@ -158,6 +158,18 @@ class ServerSettings(BaseModel):
     )
 
 
+class StorageSettings(BaseModel):
+    """Where ``gs://`` URLs lead: Cloud Storage on GKE, a directory for local runs."""
+
+    local_buckets: Path | None = Field(
+        None,
+        description=(
+            "Serve gs:// from this directory (gs://BUCKET/OBJECT → DIR/BUCKET/OBJECT): the"
+            " local demo and tests; leave unset on GKE."
+        ),
+    )
+
+
 class RuntimeSettings(BaseSettings):
     """All runtime settings. Construct once per process and pass it down."""
 
@@ -172,6 +184,7 @@ class RuntimeSettings(BaseSettings):
     video: VideoSettings = Field(default_factory=VideoSettings)
     slots: SlotSettings = Field(default_factory=SlotSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     work_dir: Path | None = Field(
         None, description="Scratch space for downloads and encoding; default: the system temp."
     )

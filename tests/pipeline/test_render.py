@@ -161,3 +161,21 @@ def test_outputs_go_to_an_fsspec_url(pipeline: Pipeline, portrait_png: Path) -> 
     names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls("/jobs/42", detail=False))
     assert names == ["captions.vtt", "thumbnail.jpg", "video.mp4"]  # no partial names left
     assert fs.size("/jobs/42/video.mp4") == result.outputs.video.size_bytes
+
+
+def test_a_stop_during_speech_synthesis_ends_it_between_sentences(engines: Engines) -> None:
+    """A cancel or deadline must not wait for minutes of text to be spoken first."""
+    import threading
+    import time
+
+    from avatar_runtime.errors import ErrorCode, JobError
+
+    stop = threading.Event()
+    text = " ".join(f"This is sentence number {i}, one of very many." for i in range(200))
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    began = time.monotonic()
+    with pytest.raises(JobError) as raised:
+        engines.tts.synthesize(text, language="en", stop=stop)
+    assert raised.value.code == ErrorCode.CANCELLED
+    assert time.monotonic() - began < 2.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 from tests.pipeline.media import decode_mp4
 from tests.server.harness import (
     LONG_TEXT,
+    MEDIUM_TEXT,
     SHORT_TEXT,
     Runtime,
     files_under,
@@ -121,6 +123,32 @@ def test_cancel_mid_render_frees_the_slot_and_leaves_nothing(
     assert files_under(runtime.out / "cancel-me") == []
 
 
+def test_a_long_poll_answers_as_soon_as_the_job_succeeds(
+    runtime: Runtime, api: httpx.Client, portrait_png: Path
+) -> None:
+    """The operator refills a freed slot within milliseconds while polling every few seconds."""
+    body = job_body("long-poll", portrait_png, runtime.out, MEDIUM_TEXT)
+    assert api.post("/v1/jobs", json=body).status_code == 202
+    poll_until(api, "long-poll", lambda s: s["state"] == "running", timeout=30)
+    asked = time.monotonic()
+    answer = api.get("/v1/jobs/long-poll", params={"wait": 10})
+    answered = dt.datetime.now(dt.UTC)
+    waited = time.monotonic() - asked
+    assert answer.status_code == 200, answer.text
+    status = answer.json()
+    assert status["state"] == "succeeded"
+    assert waited < 8.0  # the job's end, not the 10 s
+    late = answered - dt.datetime.fromisoformat(status["finished_at"])
+    assert late < dt.timedelta(seconds=0.5), late  # woken by the finish, not by a poll
+
+
+def test_a_long_poll_past_30_seconds_is_a_bad_request(api: httpx.Client) -> None:
+    answer = api.get("/v1/jobs/nope", params={"wait": 31})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == ("InvalidRequest", "query.wait")
+
+
 def test_auth_is_required_on_job_routes_only(runtime: Runtime, portrait_png: Path) -> None:
     with runtime.client(auth=False) as anonymous, runtime.client(token="wrong") as wrong:
         for client in (anonymous, wrong):
@@ -196,7 +224,11 @@ def test_outputs_outside_the_allowed_root_are_refused(
 
 
 def test_unknown_job_is_404(api: httpx.Client) -> None:
-    for answer in (api.get("/v1/jobs/nope"), api.delete("/v1/jobs/nope")):
+    for answer in (
+        api.get("/v1/jobs/nope"),
+        api.get("/v1/jobs/nope", params={"wait": 10}),
+        api.delete("/v1/jobs/nope"),
+    ):
         assert answer.status_code == 404
         assert answer.json()["error"]["code"] == "JobNotFound"
 

@@ -7,6 +7,7 @@ under test, and each is joined with a timeout so a hang fails instead of stallin
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from avatar_runtime.api.schemas import JobRequest, JobState, JobStatus
@@ -317,7 +318,8 @@ def test_begin_drain_interrupts_waiting_jobs_and_refuses_new_ones() -> None:
     assert _status(board, "running").state is JobState.RUNNING
     assert not running.stop.is_set(), "draining must give running jobs their grace period"
     assert board.submit(_request("new")) == (Admission.DRAINING, None)
-    assert board.submit(_request("w1"))[0] is Admission.EXISTING
+    # An interrupted job may run again, but not here: this pod is going away.
+    assert board.submit(_request("w1"))[0] is Admission.DRAINING
 
 
 def test_a_cancelled_running_job_stays_cancelled_when_the_pod_drains() -> None:
@@ -349,6 +351,75 @@ def test_wait_idle_returns_when_the_last_job_finishes() -> None:
     finally:
         timer.cancel()
     assert board.busy() == 0
+
+
+# -- long polls ------------------------------------------------------------------------
+
+
+def _wait_in_thread(
+    board: JobBoard, job_id: str, timeout: float
+) -> tuple[threading.Thread, list[JobStatus | None]]:
+    answers: list[JobStatus | None] = []
+    thread = threading.Thread(
+        target=lambda: answers.append(board.wait_finished(job_id, timeout)), daemon=True
+    )
+    thread.start()
+    return thread, answers
+
+
+def test_wait_finished_returns_when_another_thread_finishes_the_job() -> None:
+    """The operator hears of a finished job at once, not at its next poll."""
+    board = _board()
+    _submit(board, "a")
+    record = _take(board)
+    thread, answers = _wait_in_thread(board, "a", 30.0)
+    thread.join(0.05)
+    assert thread.is_alive(), "wait_finished() returned while the job still runs"
+    board.progress(record, "render", 0.5)  # a change that is not the end wakes no one up
+    thread.join(0.05)
+    assert thread.is_alive()
+    board.succeed(record, _result())
+    thread.join(2.0)
+    assert not thread.is_alive()
+    [status] = answers
+    assert status is not None
+    assert status.state is JobState.SUCCEEDED
+
+
+def test_wait_finished_answers_with_the_current_status_after_the_timeout() -> None:
+    board = _board()
+    _submit(board, "a")
+    started = time.monotonic()
+    status = board.wait_finished("a", 0.1)
+    assert 0.1 <= time.monotonic() - started < 2.0
+    assert status is not None
+    assert (status.state, status.queue_position) == (JobState.QUEUED, 0)
+
+
+def test_wait_finished_answers_at_once_for_finished_and_unknown_jobs() -> None:
+    board = _board()
+    _submit(board, "a")
+    board.cancel("a")
+    started = time.monotonic()
+    status = board.wait_finished("a", 30.0)
+    assert status is not None
+    assert status.state is JobState.CANCELLED
+    assert board.wait_finished("unknown", 30.0) is None
+    assert time.monotonic() - started < 1.0
+
+
+def test_close_releases_a_long_poll() -> None:
+    """A pod shutting down must not hold HTTP threads until their wait runs out."""
+    board = _board()
+    _submit(board, "a")
+    thread, answers = _wait_in_thread(board, "a", 30.0)
+    thread.join(0.05)
+    board.close()
+    thread.join(2.0)
+    assert not thread.is_alive()
+    [status] = answers
+    assert status is not None
+    assert status.state is JobState.QUEUED
 
 
 # -- retention -------------------------------------------------------------------------
@@ -408,3 +479,30 @@ def test_retry_after_shrinks_with_more_slots() -> None:
         _submit(board, "a")
         board.succeed(_take(board), _result(wall_seconds=40.0))
     assert four.retry_after() < one.retry_after()
+
+
+def test_a_job_that_failed_for_a_passing_reason_runs_again_when_resubmitted() -> None:
+    """The operator retries with the same id (the resource's uid): a retry must render."""
+    board = _board()
+    _submit(board, "flaky")
+    board.fail(_take(board), JobError(ErrorCode.DOWNLOAD_FAILED, "HTTP 503"))
+    assert _status(board, "flaky").state is JobState.FAILED
+    admission, status = board.submit(_request("flaky"))
+    assert admission is Admission.CREATED
+    assert status is not None
+    assert status.state is JobState.QUEUED
+    assert status.error is None
+
+
+def test_a_job_that_failed_for_good_or_succeeded_is_never_run_again() -> None:
+    board = _board()
+    _submit(board, "faceless")
+    board.fail(_take(board), JobError(ErrorCode.FACE_NOT_FOUND, "no face"))
+    _submit(board, "done")
+    board.succeed(_take(board), _result())
+    for job_id, state in (("faceless", JobState.FAILED), ("done", JobState.SUCCEEDED)):
+        admission, status = board.submit(_request(job_id))
+        assert admission is Admission.EXISTING
+        assert status is not None
+        assert status.state is state
+    assert board.queued() == 0

@@ -10,7 +10,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -103,8 +103,30 @@ def _found(status: JobStatus | None, job_id: str) -> JobStatus:
 
 
 @jobs.get("/jobs/{job_id}", response_model=JobStatus, responses=_ERRORS)
-def read(job_id: str, request: Request) -> JobStatus:
-    return _found(_pod(request).board.status(job_id), job_id)
+def read(
+    job_id: str,
+    request: Request,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=30,
+            description=(
+                "Seconds to hold the answer until the job has finished; 0 answers at once."
+            ),
+        ),
+    ] = 0.0,
+) -> JobStatus:
+    """The job's status. With `wait=S` (0 to 30 seconds) it is a long poll.
+
+    The answer comes as soon as the job is finished (succeeded, failed, cancelled or
+    interrupted) or after S seconds, whichever is first; the body is the usual status
+    either way. So the operator learns at once that a job ended, and refills the slot,
+    while it asks only every few seconds. The default, 0, answers at once.
+    """
+    board = _pod(request).board
+    status = board.wait_finished(job_id, wait) if wait > 0 else board.status(job_id)
+    return _found(status, job_id)
 
 
 @jobs.delete("/jobs/{job_id}", response_model=JobStatus, responses=_ERRORS)

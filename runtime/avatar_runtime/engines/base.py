@@ -8,6 +8,7 @@ from several threads at once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, runtime_checkable
@@ -68,7 +69,16 @@ class TTSEngine(Protocol):
     name: str
     languages: frozenset[str]
 
-    def synthesize(self, text: str, *, language: str, voice: str | None = None) -> Speech: ...
+    def synthesize(
+        self,
+        text: str,
+        *,
+        language: str,
+        voice: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> Speech:
+        """Speak ``text``; when ``stop`` is set, give up between sentences (JobError Cancelled)."""
+        ...
 
 
 class ASREngine(Protocol):

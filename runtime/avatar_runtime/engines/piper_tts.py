@@ -48,7 +48,14 @@ class PiperTTS:
         # The first synthesis pays for ONNX graph optimisation (about 2x slower): pay it now.
         self.synthesize("Hello there.", language=next(iter(self.languages)))
 
-    def synthesize(self, text: str, *, language: str, voice: str | None = None) -> Speech:
+    def synthesize(
+        self,
+        text: str,
+        *,
+        language: str,
+        voice: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> Speech:
         if voice is not None:
             # Piper voices are fixed; cloning from a sample is XTTS-v2's job.
             log.warning(
@@ -64,8 +71,12 @@ class PiperTTS:
         pieces: list[np.ndarray] = []
         phones: list[TimedPhone] = []
         offset = 0
+        chunks = []
         with self._lock:
-            chunks = list(self._voice.synthesize(text, include_alignments=True))
+            for chunk in self._voice.synthesize(text, include_alignments=True):  # a sentence each
+                if stop is not None and stop.is_set():
+                    raise JobError(ErrorCode.CANCELLED, "The job was stopped while speaking.")
+                chunks.append(chunk)
         for chunk in chunks:
             audio = np.asarray(chunk.audio_float_array, dtype=np.float32)
             pieces.append(audio)

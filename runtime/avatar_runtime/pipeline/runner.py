@@ -124,7 +124,9 @@ class Pipeline:
         if text is not None:
             report("tts", _PROGRESS["tts"])
             with timer.stage("tts"):
-                speech = self.engines.tts.synthesize(text, language=spec.language, voice=spec.voice)
+                speech = self.engines.tts.synthesize(
+                    text, language=spec.language, voice=spec.voice, stop=stop
+                )
             self._check_duration(speech)
             # Run in a copy of this context, so the ASR's log lines carry the job id.
             transcript_future = self._asr_pool.submit(

@@ -78,6 +78,17 @@ class JobRecord:
         )
 
 
+def _may_run_again(record: JobRecord) -> bool:
+    """A retry: the same job submitted after it failed for a passing reason runs anew.
+
+    Everything else that is resubmitted (queued, running, succeeded, failed for
+    good, cancelled) answers with what exists and never renders twice.
+    """
+    if record.state is JobState.INTERRUPTED:
+        return True
+    return record.state is JobState.FAILED and record.error is not None and record.error.retriable
+
+
 class JobBoard:
     """Jobs, the wait queue and the slots' occupancy, behind one lock."""
 
@@ -121,6 +132,26 @@ class JobBoard:
             record = self._jobs.get(job_id)
             return None if record is None else self._status(record)
 
+    def wait_finished(self, job_id: str, timeout: float) -> JobStatus | None:
+        """The job's status once it has finished, or after ``timeout`` seconds if sooner.
+
+        A long poll: the operator learns at once that a job ended (and refills the
+        slot) while asking only every few seconds. Returns early when the board
+        closes; None for an unknown job.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._expire()
+            record = self._jobs.get(job_id)
+            if record is None:
+                return None
+            while not record.state.finished and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._lock.wait(left)
+            return self._status(record)
+
     def _status(self, record: JobRecord) -> JobStatus:
         position = self._queue.index(record.id) if record.state is JobState.QUEUED else None
         return record.status(queue_position=position)
@@ -144,7 +175,7 @@ class JobBoard:
         with self._lock:
             self._expire()
             existing = self._jobs.get(request.id)
-            if existing is not None:
+            if existing is not None and not _may_run_again(existing):
                 if existing.fingerprint != fingerprint:
                     return Admission.CONFLICT, self._status(existing)
                 return Admission.EXISTING, self._status(existing)
@@ -278,6 +309,7 @@ class JobBoard:
             return True
 
     def close(self) -> None:
+        """No more work: wakes idle slots (``take`` returns None) and long polls."""
         with self._lock:
             self._closed = True
             self._lock.notify_all()
