@@ -65,10 +65,14 @@ class Deployments:
         namespace, uid = meta["namespace"], meta["uid"]
         if meta.get("deletionTimestamp"):
             return
+        # As a ReplicaSet does: a pod whose process ended (Succeeded, Failed) is no longer
+        # active and gets a replacement; it stays listed, as on a cluster, until deleted.
         pods = [
             p
             for p in self.cluster.store.objects("", "pods", namespace)
-            if _owned_by(p, uid) and not p["metadata"].get("deletionTimestamp")
+            if _owned_by(p, uid)
+            and not p["metadata"].get("deletionTimestamp")
+            and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
         ]
         spec = deployment.get("spec") or {}
         want = int(spec.get("replicas", 1))

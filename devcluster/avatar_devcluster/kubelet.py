@@ -165,7 +165,7 @@ class Kubelet:
         self._processes[key] = process
         self.cluster.held.add(key)
         log.info("pod %s/%s: started pid %d on %s", key[2], key[3], process.pid, address)
-        await self._set_status(key, phase="Running", address=address, ready=False)
+        await self._set_status(key, phase="Running", address=address, ready=False, pid=process.pid)
         asyncio.get_running_loop().create_task(self._supervise(key, process, container, address))
 
     # -- running ----------------------------------------------------------------------------
@@ -176,7 +176,9 @@ class Kubelet:
         probe = ((container.get("readinessProbe") or {}).get("httpGet")) or None
         ready = probe is None
         if ready:
-            await self._set_status(key, phase="Running", address=address, ready=True)
+            await self._set_status(
+                key, phase="Running", address=address, ready=True, pid=process.pid
+            )
         while process.returncode is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), _PROBE_SECONDS)
@@ -185,7 +187,9 @@ class Kubelet:
             now_ready = await asyncio.to_thread(_http_ok, address, probe, container)
             if now_ready != ready:
                 ready = now_ready
-                await self._set_status(key, phase="Running", address=address, ready=ready)
+                await self._set_status(
+                    key, phase="Running", address=address, ready=ready, pid=process.pid
+                )
         code = process.returncode
         if self._processes.get(key) is process:
             del self._processes[key]
@@ -214,8 +218,20 @@ class Kubelet:
             self._processes.pop(key, None)
 
     async def _set_status(
-        self, key: Key, *, phase: str, address: str, ready: bool, reason: str = ""
+        self,
+        key: Key,
+        *,
+        phase: str,
+        address: str,
+        ready: bool,
+        reason: str = "",
+        pid: int | None = None,
     ) -> None:
+        """Write the pod's status; ``pid`` of a running process becomes its container id.
+
+        Kubernetes names a container ``<runtime>://<id>``; here ``process://<pid>``,
+        so tests (and people) can find, signal or kill a pod's process.
+        """
         from avatar_devcluster.app import Target
 
         pod = self.cluster.store.get(key)
@@ -233,6 +249,8 @@ class Kubelet:
              else {"terminated": {"reason": reason or phase}}}
             for name, c in zip(names, (pod.get("spec") or {}).get("containers") or [], strict=True)
         ]  # fmt: skip
+        if running and pid is not None and status["containerStatuses"]:
+            status["containerStatuses"][0]["containerID"] = f"process://{pid}"
         status["conditions"] = [
             {"type": t, "status": "True" if ok else "False", "lastTransitionTime": metadata.now()}
             for t, ok in (("PodScheduled", True), ("Initialized", True),

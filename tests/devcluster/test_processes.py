@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import sys
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from tests.devcluster.conftest import Kubectl, eventually
@@ -52,6 +55,29 @@ def alive(pid: int) -> bool:
     return True
 
 
+def pid_of(pod: dict[str, Any]) -> int:
+    """The pod's process, from its container id (``process://<pid>``)."""
+    container_id = str(pod["status"]["containerStatuses"][0]["containerID"])
+    assert container_id.startswith("process://"), container_id
+    return int(container_id.removeprefix("process://"))
+
+
+def listeners(address: str, port: int) -> set[int]:
+    """Pids holding a listening TCP socket on ``address:port`` (Linux ``/proc``)."""
+    local = f"{socket.inet_aton(address)[::-1].hex().upper()}:{port:04X}"  # little-endian
+    inodes = {
+        fields[9]
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if (fields := line.split())[1] == local and fields[3] == "0A"  # 0A: LISTEN
+    }
+    pids = set()
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+            if os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes:
+                pids.add(int(fd.parts[2]))
+    return pids
+
+
 def test_a_deployment_scales_real_processes_up_and_down(kubectl: Kubectl) -> None:
     kubectl.apply(DEPLOYMENT)
     assert pods(kubectl) == []
@@ -82,9 +108,16 @@ def test_a_deployment_scales_real_processes_up_and_down(kubectl: Kubectl) -> Non
     )
     table = kubectl("get", "pods").stdout
     assert table.count("Running") == 2
+    pids = {p["status"]["podIP"]: pid_of(p) for p in pods(kubectl)}
+    for address, pid in pids.items():
+        # The process, or one in its group (its children: the group the kubelet signals),
+        # serves the pod's address.
+        assert alive(pid)
+        assert any(os.getpgid(owner) == pid for owner in listeners(address, 8000)), address
 
     kubectl("scale", "deployment", "web", "--replicas=0")
     eventually(lambda: pods(kubectl) == [], what="the pods to go")
+    assert not any(alive(pid) for pid in pids.values())
     for address in addresses:  # the processes ended: nothing answers any more
         try:
             urllib.request.urlopen(f"http://{address}:8000/", timeout=2)
