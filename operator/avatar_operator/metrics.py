@@ -1,0 +1,82 @@
+"""The operator's Prometheus metrics. Names are an interface: dashboards and scaling read them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+_JOB_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
+
+
+class PoolGauges(Collector):
+    """Queue depth and backlog, read from the dispatcher when Prometheus scrapes."""
+
+    def __init__(self, read: Callable[[], Mapping[str, tuple[int, float, int]]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            "avatar_operator_queue_depth", "AvatarVideos waiting for a slot.", labels=["pool"]
+        )
+        backlog = GaugeMetricFamily(
+            "avatar_operator_backlog_video_seconds",
+            "Estimated seconds of video waiting to be rendered (from text length and language).",
+            labels=["pool"],
+        )
+        running = GaugeMetricFamily(
+            "avatar_operator_running_jobs", "AvatarVideos on a runtime pod now.", labels=["pool"]
+        )
+        for pool, (waiting, seconds, on_pods) in sorted(self._read().items()):
+            depth.add_metric([pool], waiting)
+            backlog.add_metric([pool], seconds)
+            running.add_metric([pool], on_pods)
+        yield depth
+        yield backlog
+        yield running
+
+
+class OperatorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.dispatch_latency = Histogram(
+            "avatar_operator_dispatch_latency_seconds",
+            "From the operator first seeing an AvatarVideo to a runtime pod accepting it.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.jobs = Counter(
+            "avatar_operator_jobs",
+            "Finished AvatarVideos by outcome (succeeded, failed, cancelled).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.job_seconds = Histogram(
+            "avatar_operator_job_seconds",
+            "From an AvatarVideo's creation to its end (any outcome).",
+            buckets=_JOB_BUCKETS,
+            registry=registry,
+        )
+        self.retries = Counter(
+            "avatar_operator_retries",
+            "Attempts that ended and will be tried again, by error code.",
+            ["code"],
+            registry=registry,
+        )
+        self.estimate_ratio = Histogram(
+            "avatar_operator_estimate_ratio",
+            "Rendered video seconds / the backlog estimate made before rendering.",
+            buckets=(0.25, 0.5, 0.75, 0.9, 1.1, 1.25, 1.5, 2, 4),
+            registry=registry,
+        )
+        self.status_writes = Counter(
+            "avatar_operator_status_writes",
+            "Status patches sent to the Kubernetes API.",
+            registry=registry,
+        )
+
+    def watch_pools(self, read: Callable[[], Mapping[str, tuple[int, float, int]]]) -> None:
+        self.registry.register(PoolGauges(read))

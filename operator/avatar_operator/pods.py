@@ -1,0 +1,136 @@
+"""The runtime pods the operator can dispatch to: found by label, sized by ``/v1/capacity``.
+
+The pod watch says which pods exist and are ready; the capacity read says how
+many slots each has and whether it accepts work. Free slots are counted from
+the operator's own dispatches, so a slot is taken the moment a job is sent,
+not when the next capacity read notices it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from avatar_operator.settings import POOL_LABEL
+from avatar_runtime.api.schemas import Capacity
+
+
+@dataclass
+class RuntimePod:
+    name: str
+    pool: str = "default"
+    address: str | None = None
+    port: int = 8080
+    ready: bool = False
+    terminating: bool = False
+    """Being deleted: takes no new jobs, but still finishes (or interrupts) its own."""
+    gone: bool = False
+    """Deleted, or its process ended: its jobs must run elsewhere."""
+    capacity: Capacity | None = None
+    capacity_read: float = 0.0
+    jobs: set[str] = field(default_factory=set)
+    """Jobs the operator has on this pod (sent, or being sent)."""
+
+    @property
+    def url(self) -> str | None:
+        return f"http://{self.address}:{self.port}" if self.address else None
+
+    @property
+    def free(self) -> int:
+        if (
+            not self.ready
+            or self.terminating
+            or self.gone
+            or self.capacity is None
+            or not self.capacity.accepting
+        ):
+            return 0
+        return max(0, self.capacity.slots_total - len(self.jobs))
+
+
+def _is_ready(status: Mapping[str, Any]) -> bool:
+    if status.get("phase") != "Running":
+        return False
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def _http_port(spec: Mapping[str, Any], default: int) -> int:
+    for container in spec.get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == "http" and port.get("containerPort"):
+                return int(port["containerPort"])
+    return default
+
+
+class PodRegistry:
+    def __init__(self, *, namespace: str, default_port: int) -> None:
+        self.namespace = namespace
+        self.default_port = default_port
+        self._pods: dict[str, RuntimePod] = {}
+
+    def get(self, name: str) -> RuntimePod | None:
+        return self._pods.get(name)
+
+    def all(self) -> list[RuntimePod]:
+        return list(self._pods.values())
+
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> RuntimePod | None:
+        """Apply one watch event; returns the pod when it may have gained free slots."""
+        meta = body.get("metadata") or {}
+        if meta.get("namespace", "") != self.namespace:
+            return None
+        name = meta["name"]
+        pod = self._pods.setdefault(name, RuntimePod(name=name))
+        labels = meta.get("labels") or {}
+        pod.pool = labels.get(POOL_LABEL) or "default"
+        status = body.get("status") or {}
+        was_ready = pod.ready
+        pod.address = status.get("podIP") or pod.address
+        pod.port = _http_port(body.get("spec") or {}, self.default_port)
+        terminated = status.get("phase") in ("Succeeded", "Failed")
+        pod.terminating = bool(meta.get("deletionTimestamp"))
+        pod.gone = event_type == "DELETED" or terminated
+        pod.ready = _is_ready(status) and not pod.gone and not pod.terminating
+        if not pod.ready:
+            pod.capacity = None
+        if pod.gone and not pod.jobs and event_type == "DELETED":
+            del self._pods[name]
+        return pod if pod.ready and not was_ready else None
+
+    def reserve(self, name: str, uid: str) -> RuntimePod:
+        """Count a job against a pod, known yet or not (an adopted job after a restart)."""
+        pod = self._pods.setdefault(name, RuntimePod(name=name, port=self.default_port))
+        pod.jobs.add(uid)
+        return pod
+
+    def release(self, name: str, uid: str) -> None:
+        pod = self._pods.get(name)
+        if pod is None:
+            return
+        pod.jobs.discard(uid)
+        if pod.gone and not pod.jobs:
+            del self._pods[name]
+
+    def set_capacity(self, name: str, capacity: Capacity | None) -> None:
+        pod = self._pods.get(name)
+        if pod is not None:
+            pod.capacity = capacity
+            pod.capacity_read = time.monotonic()
+
+    def pick(self, pool: str) -> RuntimePod | None:
+        """The pool's pod with the most free slots (spreads jobs), by name on ties."""
+        best: RuntimePod | None = None
+        for pod in self._pods.values():
+            if pod.pool != pool or pod.free <= 0:
+                continue
+            if best is None or (pod.free, best.name) > (best.free, pod.name):
+                best = pod
+        return best
+
+    def pools(self) -> set[str]:
+        return {p.pool for p in self._pods.values()}

@@ -1,0 +1,127 @@
+"""The runtime pod's HTTP API, from the operator's side: submit, read, cancel, capacity.
+
+Answers become typed results or exceptions the tracker can act on: the pod
+refused for now (full, draining: try another), the request is wrong (a
+non-retriable error to copy to the status), the job is unknown (the pod lost
+it), or the pod did not answer (maybe gone).
+"""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import ValidationError
+
+from avatar_runtime.api.schemas import Capacity, ErrorBody, ErrorInfo, JobRequest, JobStatus
+
+
+class RuntimeCallError(Exception):
+    """Base of what a runtime call can raise."""
+
+
+class PodUnreachableError(RuntimeCallError):
+    """No answer, or not an answer of the runtime API."""
+
+
+class PodRefusedError(RuntimeCallError):
+    """The pod cannot take the job now (full, draining, loading); another may."""
+
+    def __init__(self, error: ErrorInfo, retry_after: float | None) -> None:
+        super().__init__(f"{error.code}: {error.message}")
+        self.error = error
+        self.retry_after = retry_after
+
+
+class JobRejectedError(RuntimeCallError):
+    """The pod says the job itself is wrong; no pod will take it."""
+
+    def __init__(self, error: ErrorInfo) -> None:
+        super().__init__(f"{error.code}: {error.message}")
+        self.error = error
+
+
+class JobNotFoundError(RuntimeCallError):
+    """The pod has no such job: never accepted, expired, or lost in a restart."""
+
+
+def _error(response: httpx.Response) -> ErrorInfo:
+    try:
+        return ErrorBody.model_validate_json(response.content).error
+    except ValidationError:
+        return ErrorInfo(
+            code="InternalError",
+            message=f"runtime answered {response.status_code}: {response.text[:200]}",
+            retriable=True,
+        )
+
+
+class RuntimeClient:
+    def __init__(self, *, token: str | None, timeout: float) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        )
+        self._timeout = timeout
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _call(
+        self, method: str, url: str, *, json: str | None = None, timeout: float | None = None
+    ) -> httpx.Response:
+        try:
+            return await self._http.request(
+                method,
+                url,
+                content=json,
+                headers={"Content-Type": "application/json"} if json else None,
+                timeout=timeout or self._timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise PodUnreachableError(f"{method} {url}: {exc!r}") from exc
+
+    async def submit(self, base: str, request: JobRequest) -> JobStatus:
+        response = await self._call("POST", f"{base}/v1/jobs", json=request.model_dump_json())
+        if response.status_code in (200, 202):
+            return self._status(response)
+        if response.status_code in (429, 503):
+            retry_after = response.headers.get("Retry-After")
+            raise PodRefusedError(_error(response), float(retry_after) if retry_after else None)
+        if response.status_code in (400, 409, 422):
+            raise JobRejectedError(_error(response))
+        raise PodUnreachableError(f"POST {base}/v1/jobs answered {response.status_code}")
+
+    async def read(self, base: str, job_id: str, *, wait: float = 0.0) -> JobStatus:
+        """The job's status; with ``wait``, the pod answers early when the job finishes."""
+        params = f"?wait={wait:g}" if wait > 0 else ""
+        response = await self._call(
+            "GET", f"{base}/v1/jobs/{job_id}{params}", timeout=self._timeout + wait
+        )
+        return self._job_answer(response)
+
+    async def cancel(self, base: str, job_id: str) -> JobStatus:
+        return self._job_answer(await self._call("DELETE", f"{base}/v1/jobs/{job_id}"))
+
+    async def capacity(self, base: str) -> Capacity:
+        response = await self._call("GET", f"{base}/v1/capacity")
+        if response.status_code != 200:
+            raise PodUnreachableError(f"GET {base}/v1/capacity answered {response.status_code}")
+        try:
+            return Capacity.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise PodUnreachableError(f"GET {base}/v1/capacity: not a capacity: {exc}") from exc
+
+    def _job_answer(self, response: httpx.Response) -> JobStatus:
+        if response.status_code == 200:
+            return self._status(response)
+        if response.status_code == 404:
+            raise JobNotFoundError(_error(response).message)
+        raise PodUnreachableError(f"answered {response.status_code}: {_error(response).message}")
+
+    @staticmethod
+    def _status(response: httpx.Response) -> JobStatus:
+        try:
+            return JobStatus.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise PodUnreachableError(f"not a job status: {exc}") from exc
