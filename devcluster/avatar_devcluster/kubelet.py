@@ -52,6 +52,7 @@ class Kubelet:
         self.cluster = cluster
         self.log_dir = log_dir
         self._processes: dict[Key, asyncio.subprocess.Process] = {}
+        self._terminating: set[Key] = set()
         self._addresses: dict[Key, str] = {}
         self._next_address = 2
 
@@ -83,7 +84,10 @@ class Kubelet:
             return
         key = self._key(pod)
         if pod["metadata"].get("deletionTimestamp"):
-            if key in self._processes:
+            if key in self._processes and key not in self._terminating:
+                # Once: every later change to the deleting pod (its readiness, say) must
+                # not signal again, as a second SIGTERM means "stop now" to many servers.
+                self._terminating.add(key)
                 grace = float(pod["metadata"].get("deletionGracePeriodSeconds") or 30)
                 asyncio.get_running_loop().create_task(self._terminate(key, grace=grace))
             elif key in self.cluster.held:
@@ -216,6 +220,7 @@ class Kubelet:
             await process.wait()
         if not remove:
             self._processes.pop(key, None)
+        self._terminating.discard(key)
 
     async def _set_status(
         self,

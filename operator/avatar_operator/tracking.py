@@ -97,7 +97,8 @@ class Tracker:
                     await on_progress(status)
                     continue
             pod = self.pods.get(pod_name)
-            if pod is not None and pod.gone:
+            if pod is not None and (pod.gone or pod.terminating):
+                # A pod being deleted that no longer answers has ended: no point waiting.
                 return AttemptEnd(Ending.LOST, reason=f"runtime pod {pod_name} is gone ({why})")
             now = time.monotonic()
             silent_since = silent_since or now

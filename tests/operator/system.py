@@ -295,6 +295,8 @@ def env_for_tests() -> dict[str, str]:
         "AVATAR_RUNTIME_FETCH__ALLOWED_SCHEMES": '["gs", "https", "http"]',
         "AVATAR_RUNTIME_FETCH__ALLOW_PRIVATE_NETWORKS": "true",
         "AVATAR_RUNTIME_FETCH__TIMEOUT_SECONDS": "5",
+        # A deleted pod gives its running jobs 2 s (not 60) before it interrupts them.
+        "AVATAR_RUNTIME_SERVER__GRACE_SECONDS": "2",
     }
 
 

@@ -245,6 +245,23 @@ def test_the_operator_restarting_mid_job_neither_loses_nor_repeats_it(two_pods: 
     assert "adopting the job" in system.operator_log()
 
 
+def test_a_deleted_runtime_pod_s_interrupted_job_finishes_on_the_other(two_pods: System) -> None:
+    """Deleting a pod drains it: past its grace the job is interrupted and runs elsewhere."""
+    system = two_pods
+    system.apply(system.video("evicted", text=" ".join([LONG_TEXT] * 3)))
+    status = _running_on(system, "evicted")
+    victim = status["runtimePod"]
+    system.kubectl("delete", "pod", victim, "--wait=false")
+
+    status = system.wait_phase("evicted", ["Succeeded", "Failed"], timeout=120)["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["attempts"] == 2
+    assert status["runtimePod"] != victim
+    retrying = [e["message"] for e in system.events("evicted") if e["reason"] == "Retrying"]
+    assert any("Interrupted" in m or "shut down" in m for m in retrying), retrying
+    system.wait_runtime_pods(2)  # the Deployment replaced it
+
+
 def test_a_killed_runtime_pod_s_job_finishes_on_the_other(two_pods: System) -> None:
     system = two_pods
     system.apply(system.video("orphan", text=" ".join([LONG_TEXT] * 3)))
