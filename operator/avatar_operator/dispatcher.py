@@ -73,6 +73,8 @@ class Job:
     deadline: asyncio.TimerHandle | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_progress: tuple[str | None, int] | None = None
+    position: int | None = None
+    """The queue position last written to the status."""
     last_write: float = 0.0
     closed: bool = False
     """Finished, deleted or expired: nothing more is written or sent for it."""
@@ -132,6 +134,7 @@ class Dispatcher:
         self._tasks = [
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
             asyncio.create_task(self._capacity_loop(), name="capacity"),
+            asyncio.create_task(self._positions_loop(), name="positions"),
         ]
 
     async def stop(self) -> None:
@@ -250,9 +253,10 @@ class Dispatcher:
             if error is not None
             else f"Waiting for a free slot in pool {job.spec.pool!r}."
         )
+        job.position = queue.position(job.uid)
         patch = st.queued(
             pool=job.spec.pool,
-            position=queue.position(job.uid),
+            position=job.position,
             attempts=job.attempts,
             generation=job.generation,
             next_attempt=next_attempt,
@@ -525,6 +529,27 @@ class Dispatcher:
             log.info("[%s job_id=%s] cancelled on runtime pod %s", ref, ref.uid, pod_name)
         except RuntimeCallError as exc:
             log.info("[%s job_id=%s] nothing to cancel on %s: %s", ref, ref.uid, pod_name, exc)
+
+    async def _positions_loop(self) -> None:
+        """Move the front of each queue's positions forward, in a bounded number of writes.
+
+        Positions change with every dispatch; writing them all each time would be a
+        write storm with a long queue. The first ``queue_status_top`` of each pool
+        are brought up to date every ``queue_status_seconds``; the rest keep the
+        position they were queued at until they come near the front.
+        """
+        while True:
+            await asyncio.sleep(self.settings.queue_status_seconds)
+            for queue in list(self.queues.values()):
+                front = queue.ordered()[: self.settings.queue_status_top]
+                for position, entry in enumerate(front):
+                    job = self.jobs.get(entry.uid)
+                    if job is None or job.closed or job.position == position:
+                        continue
+                    if entry.uid not in queue:  # dispatched while we were writing
+                        continue
+                    job.position = position
+                    await self._write(job, {"queuePosition": position})
 
     async def _capacity_loop(self) -> None:
         """Read each ready pod's capacity: at once when it becomes ready, then now and then."""

@@ -85,6 +85,10 @@ class FairQueue:
     def waiting(self) -> list[Entry]:
         return list(self._entries.values())
 
+    def ordered(self) -> list[Entry]:
+        """The waiting entries by priority and age: the order ``queuePosition`` reports."""
+        return sorted(self._entries.values(), key=lambda e: e.sort_key)
+
     def position(self, uid: str) -> int | None:
         """Entries ahead by priority and age (fair sharing can reorder namespaces)."""
         entry = self._entries.get(uid)

@@ -53,6 +53,12 @@ class OperatorSettings(BaseSettings):
     status_interval_seconds: float = Field(
         1.0, ge=0, description="Progress is written to a resource's status at most this often."
     )
+    queue_status_seconds: float = Field(
+        5.0, gt=0, description="How often the queue positions in statuses are brought up to date."
+    )
+    queue_status_top: int = Field(
+        50, ge=0, description="Only the first this many queued resources get position updates."
+    )
     retry_base_seconds: float = Field(
         10.0, ge=0, description="Backoff before the first retry; doubles with each attempt."
     )

@@ -266,6 +266,7 @@ def start_system(
         env={
             "AVATAR_OPERATOR_RETRY_BASE_SECONDS": "0.5",
             "AVATAR_OPERATOR_POD_LOST_SECONDS": "5",
+            "AVATAR_OPERATOR_QUEUE_STATUS_SECONDS": "0.5",
             **(operator_env or {}),
         },
     )

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def _hold_the_slot(system: System, name: str) -> None:
-    system.apply(system.video(name, text=LONG_TEXT))
+    system.apply(system.video(name, text=" ".join([LONG_TEXT] * 3)))
     wait_until(
         lambda: (system.get(name).get("status") or {}).get("phase") == "Running",
         timeout=60,
@@ -43,6 +43,19 @@ def test_higher_priority_goes_first_then_older(one_slot: System) -> None:
     system.apply(system.video("urgent", priority=100))
     queued = [system.get(n)["status"] for n in ("low-1", "low-2", "high", "urgent")]
     assert all(q["phase"] == "Queued" for q in queued), queued
+
+    def positions() -> dict[str, int | None]:
+        return {
+            n: (system.get(n).get("status") or {}).get("queuePosition")
+            for n in ("urgent", "high", "low-1", "low-2")
+        }
+
+    # Each resource's status says where it waits, and follows as others overtake it.
+    wait_until(
+        lambda: positions() == {"urgent": 0, "high": 1, "low-1": 2, "low-2": 3},
+        timeout=20,
+        what=f"queue positions in the statuses (now {positions()})",
+    )
     order = _start_order(system, [("default", n) for n in ("low-1", "low-2", "high", "urgent")])
     assert order == ["urgent", "high", "low-1", "low-2"]
 
