@@ -72,6 +72,40 @@ def labels(selector: str) -> Predicate:
     return matches
 
 
+# The field labels kube-apiserver offers for the kinds the product lists by field:
+# every kind's name and namespace, an Event's subject (``kubectl describe`` lists a
+# resource's Events with them), and a Pod's node, phase and address.
+FIELD_LABELS = frozenset(
+    {
+        "metadata.name",
+        "metadata.namespace",
+        *(f"involvedObject.{f}" for f in
+          ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")),
+        "reason",
+        "type",
+        "source",
+        "reportingComponent",
+        "spec.nodeName",
+        "status.phase",
+        "status.podIP",
+    }
+)  # fmt: skip
+
+
+def _field(obj: Obj, path: str) -> str:
+    """A field label's value; absent fields read as the empty string, as on a cluster."""
+    value: Any = obj
+    for step in path.split("."):
+        value = value.get(step) if isinstance(value, dict) else None
+    if path == "source" and isinstance(obj.get("source"), dict):
+        value = obj["source"].get("component")
+    return "" if value is None else str(value)
+
+
+def _field_equals(path: str, value: str, *, negate: bool) -> Predicate:
+    return lambda obj: (_field(obj, path) == value) != negate
+
+
 def fields(selector: str) -> Predicate:
     checks: list[Predicate] = []
     for part in _split(selector):
@@ -79,7 +113,7 @@ def fields(selector: str) -> Predicate:
         if not m:
             raise bad_request(f"unable to parse field selector: {part!r}")
         path, op, value = m.groups()
-        if path not in ("metadata.name", "metadata.namespace"):
+        if path not in FIELD_LABELS:
             raise bad_request(f'field label not supported: "{path}"')
-        checks.append(_on_metadata(_equals(path.split(".", 1)[1], value, negate=op == "!=")))
+        checks.append(_field_equals(path, value, negate=op == "!="))
     return lambda obj: all(check(obj) for check in checks)

@@ -38,7 +38,7 @@ def json_path(obj: Any, path: str) -> Any:
 def _age(timestamp: str | None) -> str:
     if not timestamp:
         return "<unknown>"
-    then = dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    then = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))  # with or without .fff
     seconds = int((dt.datetime.now(dt.UTC) - then).total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size * 2 or (unit == "m" and seconds >= 120):
@@ -80,9 +80,23 @@ def _deployment_cells(deployment: Obj) -> list[Any]:
     return [f"{ready}/{want}", status.get("updatedReplicas", 0), status.get("availableReplicas", 0)]
 
 
+def _event_cells(event: Obj) -> list[Any]:
+    subject = event.get("involvedObject") or {}
+    return [
+        event.get("type", ""),
+        event.get("reason", ""),
+        f"{str(subject.get('kind', '')).lower()}/{subject.get('name', '')}",
+        event.get("message", ""),
+    ]
+
+
 # The columns kube-apiserver prints for the built-in kinds the product uses.
 _BUILTIN: dict[tuple[str, str], tuple[list[tuple[str, str]], Any]] = {
     ("", "Pod"): ([("Ready", "string"), ("Status", "string"), ("Restarts", "integer")], _pod_cells),
+    ("", "Event"): (
+        [("Type", "string"), ("Reason", "string"), ("Object", "string"), ("Message", "string")],
+        _event_cells,
+    ),
     ("apps", "Deployment"): (
         [("Ready", "string"), ("Up-to-date", "integer"), ("Available", "integer")],
         _deployment_cells,

@@ -69,6 +69,10 @@ def test_hello_example_renders_a_video_with_captions_and_thumbnail(two_pods: Sys
 
     reasons = [e["reason"] for e in system.events("hello")]
     assert {"Queued", "Dispatched", "Succeeded"} <= set(reasons), reasons
+    described = system.kubectl("describe", "avatarvideo", "hello").stdout
+    events = described[described.index("Events:") :]
+    for reason in ("Queued", "Dispatched", "Succeeded"):
+        assert reason in events, described
     # kubectl's own table and wait work on the resource.
     table = system.kubectl("get", "avatarvideos").stdout
     assert "hello" in table
