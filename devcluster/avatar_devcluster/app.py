@@ -126,8 +126,10 @@ class Cluster:
         new = metadata.for_update(
             rt, old, body, subresource=target.subresource, revision=self.store.revision + 1
         )
+        # A status write is admitted too, as the whole object it makes (schema, pruning,
+        # CEL): a bad status is refused here, not found later on an unrelated write.
+        new = self._admit(rt, new, old=old, strict=strict)
         if target.subresource != "status":
-            new = self._admit(rt, new, old=old, strict=strict)
             metadata.bump_generation(rt, old, new)
         if rt.kind == "CustomResourceDefinition" and target.subresource != "status":
             new = self._accept_crd(new)
@@ -413,13 +415,17 @@ async def resource(request: web.Request) -> web.StreamResponse:
     if method == "PATCH":
         from avatar_devcluster import patching
 
+        # Read the body before the object: no await may fall between reading the stored
+        # object and writing the patched one, or a concurrent write would look like a
+        # conflict (the API server applies a patch without a resourceVersion atomically).
+        raw = await request.read()
         old = cluster.store.get(target.key)
         if old is None:
             raise not_found(rt.plural, target.name, group=rt.group)
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
         try:
             patched = patching.apply_patch(
-                old, await request.read(), content_type=content_type, kind=rt.kind, group=rt.group
+                old, raw, content_type=content_type, kind=rt.kind, group=rt.group
             )
         except patching.PatchError as exc:
             raise ApiError(exc.status, exc.reason, exc.message) from None
