@@ -62,6 +62,7 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.pipeline_benchmark
 	$(BIN)/python -m benchmarks.server_benchmark
+	$(BIN)/python -m benchmarks.operator_benchmark
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache
