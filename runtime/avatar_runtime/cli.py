@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -66,6 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--grace", type=float, help="seconds running jobs get on SIGTERM (60)")
     serve.add_argument("--token-file", help="bearer token the job endpoints require")
     serve.add_argument("--output-root", help="allow local outputs under this directory")
+
+    models = commands.add_parser(
+        "check-models",
+        help="check a model volume for the production engines (the check a pod runs at start)",
+    )
+    models.add_argument("--model-dir", required=True, type=Path, help="the volume's mount point")
+    models.add_argument("--tts", choices=["xtts", "piper"], default="xtts")
+    models.add_argument("--renderer", choices=["ditto", "embedded"], default="ditto")
+    models.add_argument("--whisper", help="a Whisper model under whisper/ (e.g. large-v3)")
+    models.add_argument("--json", action="store_true", help="print the findings as JSON")
     return parser
 
 
@@ -201,6 +212,33 @@ def serve(args: argparse.Namespace) -> int:
     return run_server(settings.model_copy(update=update))
 
 
+def check_models(args: argparse.Namespace) -> int:
+    """List what the volume has and lacks; exit 1 when anything needed is missing or damaged."""
+    from avatar_runtime.engines import model_volume
+
+    engines = [e for e in (args.tts, args.renderer) if e in model_volume.LAYOUT]
+    report = model_volume.check(args.model_dir, engines=engines, whisper=args.whisper)
+    if args.json:
+        findings = [
+            {
+                "engine": f.engine,
+                "path": f.needed.path,
+                "state": f.state.value,
+                "what": f.needed.what,
+                "detail": f.detail,
+            }
+            for f in report.findings
+        ]
+        print(json.dumps({"model_dir": str(args.model_dir), "ok": report.ok,
+                          "findings": findings}, indent=2))  # fmt: skip
+    else:
+        for f in report.findings:
+            detail = f" ({f.detail})" if f.detail else ""
+            print(f"{f.state.value:<18} {f.engine:<8} {f.needed.path}  {f.needed.what}{detail}")
+        print(report.summary())
+    return EXIT_OK if report.ok else EXIT_INTERNAL
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # A pod's logs go to a collector (JSON lines); a person at a terminal reads text.
@@ -209,4 +247,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level or ("INFO" if pod else "WARNING"),
         json_format=(args.log_format or ("json" if pod else "text")) == "json",
     )
+    if args.command == "check-models":
+        return check_models(args)
     return serve(args) if pod else render(args)
