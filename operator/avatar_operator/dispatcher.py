@@ -28,7 +28,7 @@ from avatar_operator import status as st
 from avatar_operator.estimate import BacklogEstimator
 from avatar_operator.kube import Kube
 from avatar_operator.metrics import OperatorMetrics
-from avatar_operator.pods import PodRegistry
+from avatar_operator.pods import PodRegistry, RuntimePod
 from avatar_operator.queue import Entry, FairQueue
 from avatar_operator.resource import (
     AvatarVideoSpec,
@@ -76,6 +76,7 @@ class Job:
     position: int | None = None
     """The queue position last written to the status."""
     last_write: float = 0.0
+    unserved_noted: bool = False
     closed: bool = False
     """Finished, deleted or expired: nothing more is written or sent for it."""
 
@@ -284,19 +285,39 @@ class Dispatcher:
     def _dispatch_ready(self) -> None:
         now = time.monotonic()
         for pool, queue in self.queues.items():
-            while len(queue):
-                pod = self.pods.pick(pool)
-                if pod is None:
-                    break
+            waiting_for_engines: list[tuple[Entry, Job]] = []
+            while len(queue) and self.pods.has_free(pool):
                 entry = queue.pop(now)
                 if entry is None:
                     break
                 job = self.jobs.get(entry.uid)
                 if job is None or job.closed:
                     continue
+                spec = job.spec
+                pod = self.pods.pick(pool, tts=spec.tts, renderer=spec.renderer)
+                if pod is None:  # free slots, but not on a pod with the engines it asks for
+                    waiting_for_engines.append((entry, job))
+                    continue
                 self.pods.reserve(pod.name, job.uid)
                 job.pod, job.phase = pod.name, st.RUNNING
                 job.task = asyncio.create_task(self._attempt(job, pod.name, adopted=False))
+            for entry, job in reversed(waiting_for_engines):
+                queue.unpop(entry)
+                self._note_unserved(job)
+
+    def _note_unserved(self, job: Job) -> None:
+        """Say once, on the resource, that no pod of its pool runs the engines it asks for."""
+        spec = job.spec
+        if job.unserved_noted or self.pods.offered(spec.pool, tts=spec.tts, renderer=spec.renderer):
+            return
+        job.unserved_noted = True
+        wanted = ", ".join(
+            f"{k}={v}" for k, v in (("tts", spec.tts), ("renderer", spec.renderer)) if v
+        )
+        message = f"No ready runtime pod in pool {spec.pool!r} runs {wanted}; waiting for one."
+        job_log(job).warning("%s", message)
+        self._spawn(self._write(job, {"message": message}), f"unserved-{job.uid}")
+        self._event(job, "Warning", reason="NoPodForEngines", message=message)
 
     # -- one attempt ----------------------------------------------------------------------
 
@@ -341,19 +362,13 @@ class Dispatcher:
                 raise PodUnreachableError(f"runtime pod {pod_name} has no address")
             await self.runtime.submit(pod.url, job_request(job.uid, job.spec))
         except JobRejectedError as exc:
+            if exc.error.code == "EngineUnavailable":  # the pod changed engines: ask again
+                return self._not_taken(job, pod, exc)
             jlog.warning("runtime pod %s rejected the job: %s", pod_name, exc)
             await self._finish_failed(job, exc.error)
             return False
         except RuntimeCallError as exc:
-            # Full, draining or unreachable: not the job's fault; the attempt does not count.
-            jlog.info("runtime pod %s did not take the job: %s", pod_name, exc)
-            if pod is not None:
-                pod.capacity = None
-                self._capacity_wanted.set()
-            job.attempts -= 1
-            retry_after = exc.retry_after if isinstance(exc, PodRefusedError) else None
-            self._enqueue(job, delay=min(retry_after or 0.0, 1.0), write=True)
-            return False
+            return self._not_taken(job, pod, exc)
         if not job.accepted_once:
             job.accepted_once = True
             self.metrics.dispatch_latency.observe(time.monotonic() - job.seen)
@@ -365,6 +380,17 @@ class Dispatcher:
             message=f"Runtime pod {pod_name} accepted attempt {job.attempts}.",
         )
         return True
+
+    def _not_taken(self, job: Job, pod: RuntimePod | None, exc: RuntimeCallError) -> bool:
+        """Full, draining, unreachable or changed: not the job's fault; no attempt counted."""
+        job_log(job).info("runtime pod %s did not take the job: %s", job.pod, exc)
+        if pod is not None:
+            pod.capacity = None  # read it again before sending it more
+            self._capacity_wanted.set()
+        job.attempts -= 1
+        retry_after = exc.retry_after if isinstance(exc, PodRefusedError) else None
+        self._enqueue(job, delay=min(retry_after or 0.0, 1.0), write=True)
+        return False
 
     async def _progress(self, job: Job, status: JobStatus) -> None:
         patch = st.progress(status)

@@ -37,6 +37,15 @@ class RuntimePod:
     def url(self) -> str | None:
         return f"http://{self.address}:{self.port}" if self.address else None
 
+    def runs(self, *, tts: str | None, renderer: str | None) -> bool:
+        """Whether the pod runs the engines a job asks for (None: any)."""
+        if self.capacity is None:
+            return False
+        engines = self.capacity.engines
+        return (tts is None or engines.tts == tts) and (
+            renderer is None or engines.renderer == renderer
+        )
+
     @property
     def free(self) -> int:
         if (
@@ -122,15 +131,27 @@ class PodRegistry:
             pod.capacity = capacity
             pod.capacity_read = time.monotonic()
 
-    def pick(self, pool: str) -> RuntimePod | None:
-        """The pool's pod with the most free slots (spreads jobs), by name on ties."""
+    def pick(
+        self, pool: str, *, tts: str | None = None, renderer: str | None = None
+    ) -> RuntimePod | None:
+        """The pool's pod with the most free slots (spreads jobs) that runs the engines asked."""
         best: RuntimePod | None = None
         for pod in self._pods.values():
-            if pod.pool != pool or pod.free <= 0:
+            if pod.pool != pool or pod.free <= 0 or not pod.runs(tts=tts, renderer=renderer):
                 continue
             if best is None or (pod.free, best.name) > (best.free, pod.name):
                 best = pod
         return best
+
+    def offered(self, pool: str, *, tts: str | None, renderer: str | None) -> bool:
+        """Whether any ready pod of the pool runs those engines, busy or not."""
+        return any(
+            p.pool == pool and p.ready and p.runs(tts=tts, renderer=renderer)
+            for p in self._pods.values()
+        )
+
+    def has_free(self, pool: str) -> bool:
+        return any(p.pool == pool and p.free > 0 for p in self._pods.values())
 
     def pools(self) -> set[str]:
         return {p.pool for p in self._pods.values()}

@@ -82,6 +82,12 @@ class FairQueue:
         self._served[best_ns] += 1
         return entry
 
+    def unpop(self, entry: Entry) -> None:
+        """Put back an entry just popped that no pod could take: same place, no turn used."""
+        self._entries[entry.uid] = entry
+        heapq.heappush(self._ready[entry.namespace], entry)
+        self._served[entry.namespace] -= 1
+
     def waiting(self) -> list[Entry]:
         return list(self._entries.values())
 

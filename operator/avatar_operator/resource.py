@@ -10,7 +10,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from avatar_operator.settings import GROUP, KIND, VERSION
-from avatar_runtime.api.schemas import JobInputs, JobOptions, JobRequest
+from avatar_runtime.api.schemas import (
+    JobInputs,
+    JobOptions,
+    JobRequest,
+    RendererName,
+    TTSName,
+)
 
 
 class AvatarVideoSpec(BaseModel):
@@ -26,6 +32,8 @@ class AvatarVideoSpec(BaseModel):
     resolution: int = 512
     fps: int = 25
     captions: bool = True
+    tts: TTSName | None = None
+    renderer: RendererName | None = None
     priority: int = 0
     deadline_seconds: int | None = Field(None, alias="deadlineSeconds")
     max_retries: int = Field(3, alias="maxRetries")
@@ -80,6 +88,12 @@ def job_request(uid: str, spec: AvatarVideoSpec) -> JobRequest:
             voice=spec.voice,
             language=spec.language,
         ),
-        options=JobOptions(resolution=spec.resolution, fps=spec.fps, captions=spec.captions),
+        options=JobOptions(
+            resolution=spec.resolution,
+            fps=spec.fps,
+            captions=spec.captions,
+            tts=spec.tts,
+            renderer=spec.renderer,
+        ),
         output=spec.output,
     )

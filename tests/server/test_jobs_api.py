@@ -269,3 +269,20 @@ def test_prometheus_scrapes_throughput(
         throughput = wait_for_value(prom, "rate(avatar_runtime_video_seconds_total[1m])")
         assert throughput > 0
         assert wait_for_value(prom, "avatar_runtime_ready") == 1
+
+
+def test_the_pod_reports_its_engines_and_refuses_jobs_for_others(
+    runtime: Runtime, api: httpx.Client, portrait_png: Path
+) -> None:
+    engines = api.get("/v1/capacity").json()["engines"]
+    assert (engines["tts"], engines["renderer"]) == ("piper", "embedded")
+    body = job_body("wants-xtts", portrait_png, runtime.out)
+    body["options"] = {**body["options"], "tts": "xtts"}
+    answer = api.post("/v1/jobs", json=body)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == ("EngineUnavailable", "options.tts")
+    assert "'piper', not 'xtts'" in error["message"]
+    body = job_body("wants-embedded", portrait_png, runtime.out, text=SHORT_TEXT)
+    body["options"] = {**body["options"], "tts": "piper", "renderer": "embedded"}
+    assert api.post("/v1/jobs", json=body).status_code == 202

@@ -35,7 +35,7 @@ def _pod(
 
 
 def _capacity(slots: int, *, accepting: bool = True) -> Capacity:
-    engines = EngineNames(tts="piper", asr="whisper", renderer="opencv", languages=["en"])
+    engines = EngineNames(tts="piper", asr="whisper", renderer="embedded", languages=["en"])
     return Capacity(slots_total=slots, slots_busy=0, queue_length=0, queue_limit=4,
                     accepting=accepting, draining=not accepting, engines=engines)  # fmt: skip
 
@@ -95,3 +95,21 @@ def test_a_deleted_pod_is_forgotten_once_its_jobs_are_released() -> None:
     assert pods.get("p") is not None
     pods.release("p", "job")
     assert pods.get("p") is None
+
+
+def test_a_job_that_asks_for_engines_only_goes_to_pods_that_run_them() -> None:
+    pods = PodRegistry(namespace="rt", default_port=8080)
+    pods.observe("ADDED", _pod("cpu"))
+    pods.set_capacity("cpu", _capacity(2))  # piper + embedded
+    assert pods.pick("default", tts="xtts") is None
+    assert not pods.offered("default", tts="xtts", renderer=None)
+    assert pods.pick("default", tts="piper", renderer="embedded") is not None
+    gpu = _capacity(3).model_copy(
+        update={
+            "engines": EngineNames(tts="xtts", asr="whisper", renderer="ditto", languages=["en"])
+        }
+    )
+    pods.observe("ADDED", _pod("gpu"))
+    pods.set_capacity("gpu", gpu)
+    assert pods.pick("default", tts="xtts").name == "gpu"  # type: ignore[union-attr]
+    assert pods.pick("default", renderer="embedded").name == "cpu"  # type: ignore[union-attr]

@@ -87,3 +87,13 @@ def test_removed_entries_never_come_out_and_pushes_are_idempotent() -> None:
     assert queue.position("y") == 0
     assert "x" not in queue
     assert _drain(queue) == ["y"]
+
+
+def test_an_entry_put_back_keeps_its_place_and_its_namespace_s_turn() -> None:
+    queue = FairQueue()
+    queue.push(_entry("a0", "a", created=0))
+    queue.push(_entry("b0", "b", created=1))
+    first = queue.pop(0.0)
+    assert first is not None
+    queue.unpop(first)  # no pod could take it
+    assert _drain(queue) == ["a0", "b0"]

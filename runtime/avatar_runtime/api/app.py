@@ -76,6 +76,7 @@ def submit(body: JobRequest, request: Request, response: Response) -> JobStatus:
         raise ApiError(503, JobError(ErrorCode.NOT_ACCEPTING, f"This pod is {why}."))
     try:
         pod.check_request(body.to_spec())
+        pod.check_engines(body.options)
         admission, status = pod.board.submit(body)
     except JobError as error:
         raise ApiError(400, error) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -35,12 +36,18 @@ class JobInputs(BaseModel):
         return self
 
 
+TTSName = Literal["xtts", "piper"]
+RendererName = Literal["ditto", "embedded"]
+
+
 class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     resolution: int = Field(512, ge=64, le=2048, multiple_of=2, description="Frame side, px.")
     fps: int = Field(25, ge=1, le=60)
     captions: bool = True
+    tts: TTSName | None = Field(None, description="Speech engine; None: the pod's own.")
+    renderer: RendererName | None = Field(None, description="Renderer; None: the pod's own.")
 
 
 class JobRequest(BaseModel):

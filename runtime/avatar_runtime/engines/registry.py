@@ -56,7 +56,7 @@ def _opencv(settings: EngineSettings) -> Renderer[Any]:
 
 TTS_ENGINES: dict[str, Callable[[EngineSettings], TTSEngine]] = {"piper": _piper}
 ASR_ENGINES: dict[str, Callable[[EngineSettings], ASREngine]] = {"whisper": _whisper}
-RENDERERS: dict[str, Callable[[EngineSettings], Renderer[Any]]] = {"opencv": _opencv}
+RENDERERS: dict[str, Callable[[EngineSettings], Renderer[Any]]] = {"embedded": _opencv}
 
 
 def _timed(name: str, build: Callable[[], T], seconds: dict[str, float]) -> T:

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from avatar_runtime import gpu
-from avatar_runtime.api.schemas import Capacity, EngineNames
+from avatar_runtime.api.schemas import Capacity, EngineNames, JobOptions
 from avatar_runtime.engines import registry
 from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.inputs.fetching import precheck
@@ -160,6 +160,24 @@ class RuntimePod:
             if source is not None and not (what == "voice" and "/" not in source):
                 precheck(source, settings=self.settings.fetch, what=what, field=f"inputs.{what}")
         self.check_output(spec.output)
+
+    def check_engines(self, options: JobOptions) -> None:
+        """A job that asks for an engine this pod does not run is refused, naming the option.
+
+        The operator reads each pod's engines from ``/v1/capacity`` and should never
+        send such a job; this is the pod keeping its side of that contract.
+        """
+        engines = self.engines
+        for option, wanted, offered in (
+            ("tts", options.tts, engines.tts if engines else None),
+            ("renderer", options.renderer, engines.renderer if engines else None),
+        ):
+            if wanted is not None and wanted != offered:
+                raise JobError(
+                    ErrorCode.ENGINE_UNAVAILABLE,
+                    f"this pod runs {option} {offered!r}, not {wanted!r}",
+                    field=f"options.{option}",
+                )
 
     def check_output(self, output: str) -> None:
         """Outputs go to an allowed URL scheme, or under the configured local root only."""

@@ -33,7 +33,7 @@ class OpenCVAvatar:
 
 
 class OpenCVRenderer:
-    name = "opencv"
+    name = "embedded"  # what a resource asks for: renderer: embedded
 
     def __init__(self) -> None:
         self._finder = FaceFinder()
