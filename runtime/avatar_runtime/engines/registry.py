@@ -56,7 +56,34 @@ def _opencv(settings: EngineSettings) -> Renderer[Any]:
 
 TTS_ENGINES: dict[str, Callable[[EngineSettings], TTSEngine]] = {"piper": _piper}
 ASR_ENGINES: dict[str, Callable[[EngineSettings], ASREngine]] = {"whisper": _whisper}
-RENDERERS: dict[str, Callable[[EngineSettings], Renderer[Any]]] = {"embedded": _opencv}
+
+
+def _ditto(settings: EngineSettings) -> Renderer[Any]:
+    from avatar_runtime.engines.ditto_renderer import DittoRenderer
+
+    if settings.model_dir is None:
+        raise ValueError("the ditto renderer needs a model volume: set engines.model_dir")
+    return DittoRenderer(settings.model_dir)
+
+
+def check_volume(settings: EngineSettings) -> None:
+    """Before loading anything: every file the chosen engines need is on the volume, intact."""
+    from avatar_runtime.engines import model_volume
+
+    needs = [e for e in (settings.tts, settings.renderer) if e in model_volume.LAYOUT]
+    if not needs:
+        return
+    if settings.model_dir is None:
+        raise ValueError(f"engines {', '.join(needs)} need a model volume: set engines.model_dir")
+    report = model_volume.check(settings.model_dir, engines=needs)
+    if not report.ok:
+        raise FileNotFoundError(report.summary())
+
+
+RENDERERS: dict[str, Callable[[EngineSettings], Renderer[Any]]] = {
+    "embedded": _opencv,
+    "ditto": _ditto,
+}
 
 
 def _timed(name: str, build: Callable[[], T], seconds: dict[str, float]) -> T:
@@ -74,6 +101,7 @@ def make_renderer(settings: EngineSettings) -> Renderer[Any]:
 
 
 def load(settings: EngineSettings) -> Engines:
+    check_volume(settings)
     seconds: dict[str, float] = {}
     tts = _timed(settings.tts, lambda: TTS_ENGINES[settings.tts](settings), seconds)
     asr = _timed(settings.asr, lambda: ASR_ENGINES[settings.asr](settings), seconds)

@@ -1,0 +1,216 @@
+"""Ditto (antgroup/ditto-talkinghead) as a renderer: its code and weights come from the volume.
+
+Ditto's code is never part of this repository: it is imported from
+``MODEL_DIR/ditto/code`` (a checkout of the public repository, Apache-2.0) and
+its checkpoints are read from ``MODEL_DIR/ditto/checkpoints``, TensorRT
+engines where present and TensorRT imports, the PyTorch weights otherwise.
+
+Ditto's ``StreamSDK`` works from files and writes its own MP4; this adapter
+keeps its pipeline (registration, audio features, motion diffusion, warping,
+decoding, put-back) and takes the frames where Ditto would write them, so the
+runtime's encoder adds the audio and the captions as for any renderer. One SDK
+(one copy of the weights) per job slot, as each slot owns its renderer. A
+portrait's registration (face detection, crop, keypoints) is cached by the
+content hash of the framed portrait, so the same face is registered once.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import importlib
+import logging
+import queue
+import sys
+import tempfile
+import threading
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from avatar_runtime.engines.base import Frame, Speech, frame_count
+from avatar_runtime.engines.model_volume import DITTO_CHECKPOINTS_DIR, DITTO_CODE_DIR
+from avatar_runtime.errors import ErrorCode, JobError
+
+log = logging.getLogger(__name__)
+
+DITTO_FPS = 25  # Ditto's audio features and motion run at 25 frames per second
+DITTO_RATE = 16_000
+_REGISTRATIONS_KEPT = 32
+
+
+@dataclass(frozen=True)
+class DittoAvatar:
+    size: int
+    poster: Frame
+    path: Path
+    """The framed portrait as Ditto reads it (a PNG named by its content hash)."""
+
+
+class _FrameSink:
+    """Stands where Ditto's video writer stands: frames go to the adapter, not to a file."""
+
+    def __init__(self, frames: queue.Queue[Frame | None]) -> None:
+        self._frames = frames
+
+    def __call__(self, image: Any, fmt: str = "bgr") -> None:
+        frame = np.asarray(image)
+        self._frames.put(frame[..., ::-1] if fmt == "bgr" else frame)
+
+    def close(self) -> None:
+        self._frames.put(None)
+
+
+def _checkpoints(model_dir: Path) -> tuple[Path, Path]:
+    """TensorRT engines where present and usable, else the PyTorch weights."""
+    root = model_dir / DITTO_CHECKPOINTS_DIR
+    engines = sorted(root.glob("ditto_trt_*"))
+    if engines:
+        try:
+            importlib.import_module("tensorrt")
+        except ImportError:
+            log.info("TensorRT engines present but tensorrt is not installed: using PyTorch")
+        else:
+            return root / "ditto_cfg" / "v0.4_hubert_cfg_trt.pkl", engines[0]
+    return root / "ditto_cfg" / "v0.4_hubert_cfg_pytorch.pkl", root / "ditto_pytorch"
+
+
+def _framed(portrait: Frame, size: int) -> Frame:
+    """The centred square of the portrait at ``size``: what Ditto animates."""
+    height, width = portrait.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = portrait[top : top + side, left : left + side]
+    resized = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(resized)
+
+
+def _to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
+    if rate == DITTO_RATE:
+        return audio.astype(np.float32)
+    count = round(len(audio) * DITTO_RATE / rate)
+    positions = np.arange(count) * (rate / DITTO_RATE)
+    resampled: np.ndarray = np.interp(positions, np.arange(len(audio)), audio)
+    return resampled.astype(np.float32)
+
+
+class DittoRenderer:
+    name = "ditto"
+
+    def __init__(self, model_dir: Path, *, scratch: Path | None = None) -> None:
+        code = str(model_dir / DITTO_CODE_DIR)
+        if code not in sys.path:
+            sys.path.insert(0, code)
+        pipeline = importlib.import_module("stream_pipeline_offline")
+        cfg, data_root = _checkpoints(model_dir)
+        log.info("loading Ditto from %s (%s)", data_root, cfg.name)
+        self._sdk = pipeline.StreamSDK(str(cfg), str(data_root))
+        self._register_uncached = self._sdk.avatar_registrar
+        self._sdk.avatar_registrar = self._register
+        self._registrations: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._scratch = scratch or Path(tempfile.mkdtemp(prefix="ditto-avatars-"))
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        self.registrations = 0
+        """Registrations actually run (not served from the cache)."""
+
+    def _register(self, source_path: str, **kwargs: Any) -> Any:
+        key = Path(source_path).stem + repr(sorted(kwargs.items()))
+        if key in self._registrations:
+            self._registrations.move_to_end(key)
+            return self._registrations[key]
+        info = self._register_uncached(source_path, **kwargs)
+        self.registrations += 1
+        self._registrations[key] = info
+        while len(self._registrations) > _REGISTRATIONS_KEPT:
+            self._registrations.popitem(last=False)
+        return info
+
+    def prepare(self, portrait: Frame, *, size: int) -> DittoAvatar:
+        framed = _framed(portrait, size)
+        digest = hashlib.sha256(framed.tobytes()).hexdigest()[:32]
+        path = self._scratch / f"{digest}-{size}.png"
+        if not path.exists():
+            cv2.imwrite(str(path), cv2.cvtColor(framed, cv2.COLOR_RGB2BGR))
+        try:
+            self._register(str(path), max_dim=1920, n_frames=-1)
+        except Exception as exc:  # Ditto says "no face" in several ways: one code for all
+            raise JobError(
+                ErrorCode.FACE_NOT_FOUND,
+                f"Ditto could not register a face in the portrait: {exc}",
+                field="portrait",
+            ) from exc
+        return DittoAvatar(size=size, poster=framed, path=path)
+
+    def frames(self, avatar: DittoAvatar, speech: Speech, *, fps: int) -> Generator[Frame]:
+        audio = _to_16k(speech.samples, speech.sample_rate)
+        native = frame_count(len(audio) / DITTO_RATE, DITTO_FPS)
+        wanted = frame_count(speech.duration, fps)
+        sink: queue.Queue[Frame | None] = queue.Queue(maxsize=64)
+        sdk = self._sdk
+        failure: list[BaseException] = []
+        with tempfile.TemporaryDirectory(prefix="ditto-") as out:
+            sdk.setup(str(avatar.path), str(Path(out) / "ditto.mp4"))
+            sdk.writer.close()  # Ditto's own MP4 writer is never used
+            sdk.writer = _FrameSink(sink)
+            sdk.setup_Nd(N_d=native)
+            sdk.audio2motion_queue.put(sdk.wav2feat.wav2feat(audio))
+
+            def finish() -> None:
+                try:
+                    sdk.close()  # flushes the pipeline; re-raises a worker's error
+                except BaseException as exc:
+                    failure.append(exc)
+                    sink.put(None)
+
+            closer = threading.Thread(target=finish, name="ditto-close", daemon=True)
+            closer.start()
+            try:
+                yield from self._resampled(
+                    sink, native=native, wanted=wanted, fps=fps, avatar=avatar
+                )
+            finally:
+                if closer.is_alive():  # stopped early (a cancel): unblock Ditto's threads
+                    stop = getattr(sdk, "stop_event", None)
+                    if stop is not None:
+                        stop.set()
+                    while closer.is_alive():
+                        try:
+                            sink.get(timeout=0.1)
+                        except queue.Empty:
+                            continue
+                closer.join()
+        if failure:
+            raise JobError(ErrorCode.INTERNAL, f"Ditto failed: {failure[0]!r}") from failure[0]
+
+    def _resampled(
+        self,
+        sink: queue.Queue[Frame | None],
+        *,
+        native: int,
+        wanted: int,
+        fps: int,
+        avatar: DittoAvatar,
+    ) -> Iterator[Frame]:
+        """Ditto's 25 frames/s mapped onto the job's rate, always exactly ``wanted`` frames."""
+        last: Frame = avatar.poster
+        taken = -1
+        for index in range(wanted):
+            source = min(native - 1, int(index * DITTO_FPS / fps))
+            while taken < source:
+                frame = sink.get()
+                if frame is None:
+                    taken = native  # ended early: hold the last frame
+                    break
+                last, taken = frame, taken + 1
+            if last.shape[:2] != (avatar.size, avatar.size):
+                last = np.asarray(
+                    cv2.resize(last, (avatar.size, avatar.size), interpolation=cv2.INTER_AREA),
+                    dtype=np.uint8,
+                )
+            yield last
+        while taken < native - 1 and sink.get() is not None:  # let Ditto's threads finish
+            taken += 1

@@ -1,0 +1,90 @@
+"""A stand-in for Ditto's ``stream_pipeline_offline`` (no Ditto code or weights exist in CI).
+
+Same interface as the parts of ``StreamSDK`` the runtime's adapter uses: it is
+built from a config pickle and a checkpoint folder, registers a portrait
+(refusing one without a face), takes audio features on ``audio2motion_queue``,
+and hands ``N_d`` RGB frames to ``self.writer`` from a worker thread, which
+``close()`` joins. The frames are the portrait, brightened frame by frame, so
+a test can tell them apart. Only the runtime's tests load it, from a model
+volume they build, exactly as a pod loads the real one.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+registrations: list[str] = []  # every registration run, for the tests to count
+
+
+class _Writer:
+    def __call__(self, image: Any, fmt: str = "bgr") -> None:
+        raise AssertionError("the adapter must take the frames, not Ditto's writer")
+
+    def close(self) -> None:
+        pass
+
+
+class _Wav2Feat:
+    feat_dim = 1024
+
+    def wav2feat(self, audio: np.ndarray, sr: int = 16000) -> np.ndarray:
+        return np.zeros((math.ceil(len(audio) / 640), self.feat_dim), dtype=np.float32)
+
+
+def _register(source_path: str, **kwargs: Any) -> dict[str, Any]:
+    image = cv2.imread(source_path)
+    if image is None or float(image.std()) < 5.0:
+        raise ValueError("no face detected in the source image")
+    registrations.append(source_path)
+    return {"img_rgb_lst": [cv2.cvtColor(image, cv2.COLOR_BGR2RGB)], "is_image_flag": True}
+
+
+class StreamSDK:
+    def __init__(self, cfg_pkl: str, data_root: str, **kwargs: Any) -> None:
+        with Path(cfg_pkl).open("rb") as f:
+            pickle.load(f)  # the test's own stand-in file
+        assert Path(data_root).is_dir(), data_root
+        self.avatar_registrar: Any = _register
+        self.wav2feat = _Wav2Feat()
+        self.N_d = -1
+
+    def setup(self, source_path: str, output_path: str, **kwargs: Any) -> None:
+        self.source_info = self.avatar_registrar(source_path, max_dim=1920, n_frames=-1)
+        self.writer: Any = _Writer()
+        self.stop_event = threading.Event()
+        self.worker_exception: BaseException | None = None
+        self.audio2motion_queue: queue.Queue[Any] = queue.Queue()
+        self.thread_list = [threading.Thread(target=self._worker, daemon=True)]
+        for thread in self.thread_list:
+            thread.start()
+
+    def setup_Nd(self, N_d: int, **kwargs: Any) -> None:  # noqa: N802, N803 - Ditto's names
+        self.N_d = N_d
+
+    def _worker(self) -> None:
+        features = self.audio2motion_queue.get()
+        if features is None:
+            return
+        source = self.source_info["img_rgb_lst"][0]
+        for index in range(self.N_d):
+            if self.stop_event.is_set():
+                return
+            frame = np.clip(source.astype(np.int16) + index % 50, 0, 255).astype(np.uint8)
+            self.writer(frame, fmt="rgb")
+        self.audio2motion_queue.get()  # the None close() sends
+
+    def close(self) -> None:
+        self.audio2motion_queue.put(None)
+        for thread in self.thread_list:
+            thread.join()
+        self.writer.close()
+        if self.worker_exception is not None:
+            raise self.worker_exception

@@ -1,0 +1,135 @@
+"""The Ditto adapter, against a stand-in for Ditto's code (no Ditto code or weights in CI).
+
+The stand-in (``ditto_standin/stream_pipeline_offline.py``) has the interface
+of the parts of Ditto's ``StreamSDK`` the adapter drives; it sits on a model
+volume of stand-in files, loaded exactly as a pod loads the real Ditto. What is
+tested is the adapter: loading from the volume, registration cached by content,
+frame counts and sizes at any frame rate, a clear error for a portrait without
+a face, a cancel that leaves no thread behind, and a pod that will not become
+ready while a file is missing.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from avatar_runtime.engines.base import Speech
+from avatar_runtime.engines.ditto_renderer import DittoRenderer
+from avatar_runtime.errors import ErrorCode, JobError
+from tests.engines import volume
+from tests.server.harness import SHORT_TEXT, job_body, start_runtime, wait_for
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Iterator[Path]:
+    root = volume.build(tmp_path / "models", "ditto")
+    yield root
+    sys.modules.pop("stream_pipeline_offline", None)  # each test imports its own volume's
+    sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]
+
+
+@pytest.fixture
+def renderer(model_dir: Path) -> DittoRenderer:
+    return DittoRenderer(model_dir, scratch=model_dir / "scratch")
+
+
+def _speech(seconds: float, rate: int = 22_050) -> Speech:
+    samples = (0.1 * np.sin(np.linspace(0, 2000, int(seconds * rate)))).astype(np.float32)
+    return Speech(samples=samples, sample_rate=rate)
+
+
+def _portrait(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+
+
+def test_frames_cover_the_speech_at_any_frame_rate(renderer: DittoRenderer) -> None:
+    avatar = renderer.prepare(_portrait(), size=128)
+    assert avatar.poster.shape == (128, 128, 3)
+    for fps, expected in ((25, 50), (30, 60), (10, 20)):
+        frames = list(renderer.frames(avatar, _speech(2.0), fps=fps))
+        assert len(frames) == expected
+        assert {f.shape for f in frames} == {(128, 128, 3)}
+        assert {f.dtype for f in frames} == {np.dtype(np.uint8)}
+    frames = list(renderer.frames(avatar, _speech(2.0), fps=25))
+    assert not np.array_equal(frames[0], frames[10])  # Ditto's frames, not the poster
+
+
+def test_a_portrait_is_registered_once_by_its_content(renderer: DittoRenderer) -> None:
+    renderer.prepare(_portrait(1), size=128)
+    renderer.prepare(_portrait(1).copy(), size=128)
+    assert renderer.registrations == 1
+    renderer.prepare(_portrait(2), size=128)
+    assert renderer.registrations == 2
+
+
+def test_a_portrait_without_a_face_is_a_typed_error(renderer: DittoRenderer) -> None:
+    blank = np.full((200, 200, 3), 128, dtype=np.uint8)
+    with pytest.raises(JobError) as raised:
+        renderer.prepare(blank, size=128)
+    assert raised.value.code == ErrorCode.FACE_NOT_FOUND
+    assert raised.value.field == "portrait"
+
+
+def test_stopping_early_leaves_no_ditto_thread_running(renderer: DittoRenderer) -> None:
+    avatar = renderer.prepare(_portrait(), size=64)
+    before = threading.active_count()
+    frames = renderer.frames(avatar, _speech(30.0), fps=25)  # 750 frames
+    for _ in range(3):
+        next(frames)
+    frames.close()  # a cancel: the encoder stops asking
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before
+
+
+def test_a_pod_renders_with_ditto_from_the_volume(
+    tmp_path: Path, model_dir: Path, portrait_png: Path
+) -> None:
+    settings = {
+        "AVATAR_RUNTIME_ENGINES__RENDERER": "ditto",
+        "AVATAR_RUNTIME_ENGINES__MODEL_DIR": str(model_dir),
+    }
+    runtime = start_runtime(tmp_path, slots=1, queue_limit=1, env=settings)
+    try:
+        with runtime.client() as api:
+            assert api.get("/v1/capacity").json()["engines"]["renderer"] == "ditto"
+            body = job_body("by-ditto", portrait_png, runtime.out, text=SHORT_TEXT)
+            body["options"] = {**body["options"], "renderer": "ditto"}
+            assert api.post("/v1/jobs", json=body).status_code == 202
+            done = wait_for(api, "by-ditto", states={"succeeded", "failed"})
+        assert done["state"] == "succeeded", done
+        assert done["outputs"]["video"]["duration_seconds"] > 1
+    finally:
+        runtime.stop()
+
+
+def test_a_pod_with_a_file_missing_never_becomes_ready_and_names_it(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    (model_dir / "ditto/checkpoints/ditto_pytorch/models/decoder.pth").unlink()
+    settings = {
+        "AVATAR_RUNTIME_ENGINES__RENDERER": "ditto",
+        "AVATAR_RUNTIME_ENGINES__MODEL_DIR": str(model_dir),
+    }
+    runtime = start_runtime(tmp_path, slots=1, queue_limit=1, env=settings, ready=False)
+    try:
+        deadline = time.monotonic() + 30
+        health = httpx.get(f"{runtime.url}/healthz", timeout=5)
+        while health.status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            health = httpx.get(f"{runtime.url}/healthz", timeout=5)
+        assert health.status_code == 500
+        assert "ditto_pytorch/models/decoder.pth missing" in health.json()["reason"]
+        assert httpx.get(f"{runtime.url}/readyz", timeout=5).status_code == 503
+    finally:
+        runtime.stop()
