@@ -348,6 +348,126 @@ def test_main_resource_writes_ignore_status(crd_api: httpx.Client) -> None:
     assert ok(crd_api.get(f"{WIDGETS}/w"))["status"] == {"phase": "Running"}
 
 
+# A CRD whose status has a schema of its own (the Widget's preserves unknown fields), as
+# AvatarVideo's has: what the operator writes through /status is admitted against it.
+GADGET_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                size: {type: integer, maximum: 10}
+            status:
+              type: object
+              x-kubernetes-validations:
+                - rule: "!has(oldSelf.phase) || oldSelf.phase != 'Done' || self.phase == 'Done'"
+                  message: "a Done gadget stays Done"
+              properties:
+                phase: {type: string, enum: [Queued, Running, Done]}
+                progress: {type: integer, minimum: 0, maximum: 100}
+                queuePosition: {type: integer}
+                attempts: {type: integer, default: 0}
+"""
+GADGETS = "/apis/example.com/v1/namespaces/default/gadgets"
+
+
+@pytest.fixture
+def gadget_api(api: httpx.Client) -> httpx.Client:
+    """The client, on a cluster with the Gadget CRD and one Gadget ``g`` of size 2."""
+    ok(api.post(CRDS, json=yaml.safe_load(GADGET_CRD)), 201)
+    ok(api.post(GADGETS, json={"metadata": {"name": "g"}, "spec": {"size": 2}}), 201)
+    return api
+
+
+def test_an_invalid_status_write_is_422_naming_the_field(gadget_api: httpx.Client) -> None:
+    """/status writes are validated as the whole object they make, in kube-apiserver's
+    words: a bad status is refused when written, not found later on an unrelated write."""
+    before = ok(gadget_api.get(f"{GADGETS}/g"))
+    bad = {"status": {"phase": "Finished", "progress": 101}}
+    response = gadget_api.patch(f"{GADGETS}/g/status", content=json.dumps(bad), headers=MERGE)
+    status = failure(response, 422, "Invalid")
+    assert status["message"].startswith('Gadget.example.com "g" is invalid: [')
+    assert (
+        "status.progress: Invalid value: 101: status.progress in body should be less than"
+        " or equal to 100" in status["message"]
+    )
+    causes = {cause["field"]: cause for cause in status["details"]["causes"]}
+    assert causes["status.phase"]["reason"] == "FieldValueNotSupported"
+    assert causes["status.progress"] == {
+        "reason": "FieldValueInvalid",
+        "message": "Invalid value: 101: status.progress in body should be less than or"
+        " equal to 100",
+        "field": "status.progress",
+    }
+    assert (status["details"]["name"], status["details"]["kind"]) == ("g", "Gadget")
+    put = {**before, "status": {"progress": -1}}
+    failure(gadget_api.put(f"{GADGETS}/g/status", json=put), 422, "Invalid")
+    assert ok(gadget_api.get(f"{GADGETS}/g")) == before
+
+
+def test_status_writes_are_pruned_and_defaulted_and_keep_the_spec(
+    gadget_api: httpx.Client,
+) -> None:
+    """Unknown status fields vanish, defaults fill in, whatever else the body says about the
+    spec or labels is ignored, and a merge patch's null deletes a status field."""
+    written = patch(gadget_api, f"{GADGETS}/g/status",
+                    {"status": {"phase": "Queued", "queuePosition": 3, "bogus": 1},
+                     "spec": {"size": 9}, "metadata": {"labels": {"x": "y"}}})  # fmt: skip
+    assert written["status"] == {"phase": "Queued", "queuePosition": 3, "attempts": 0}
+    assert written["spec"] == {"size": 2}
+    assert written["metadata"]["generation"] == 1
+    assert "labels" not in written["metadata"]
+    cleared = patch(gadget_api, f"{GADGETS}/g/status", {"status": {"queuePosition": None}})
+    assert cleared["status"] == {"phase": "Queued", "attempts": 0}
+    assert ok(gadget_api.get(f"{GADGETS}/g")) == cleared
+    # A spec that would be invalid never gets in through /status: it is not even looked at.
+    body = {**cleared, "spec": {"size": 99}, "status": {"phase": "Running"}}
+    put = ok(gadget_api.put(f"{GADGETS}/g/status", json=body))
+    assert (put["spec"], put["status"]) == ({"size": 2}, {"phase": "Running", "attempts": 0})
+
+
+def test_status_transition_rules_see_the_old_status(gadget_api: httpx.Client) -> None:
+    """CEL rules on the status run on /status writes, with oldSelf the stored status."""
+    patch(gadget_api, f"{GADGETS}/g/status", {"status": {"phase": "Done"}})
+    back = {"status": {"phase": "Running"}}
+    response = gadget_api.patch(f"{GADGETS}/g/status", content=json.dumps(back), headers=MERGE)
+    status = failure(response, 422, "Invalid")
+    assert status["message"] == (
+        'Gadget.example.com "g" is invalid: status: Invalid value: "object": a Done gadget'
+        " stays Done"
+    )
+    done = patch(gadget_api, f"{GADGETS}/g/status", {"status": {"progress": 100}})
+    assert done["status"] == {"phase": "Done", "progress": 100, "attempts": 0}
+
+
+def test_strict_status_writes_name_unknown_fields(gadget_api: httpx.Client) -> None:
+    """With fieldValidation=Strict an unknown status field is a 400, as for the resource."""
+    response = gadget_api.patch(
+        f"{GADGETS}/g/status",
+        params={"fieldValidation": "Strict"},
+        content=json.dumps({"status": {"phase": "Queued", "bogus": 1}}),
+        headers=MERGE,
+    )
+    status = failure(response, 400, "BadRequest")
+    assert status["message"].endswith('strict decoding error: unknown field "status.bogus"')
+    assert "status" not in ok(gadget_api.get(f"{GADGETS}/g"))
+
+
 # -- list --------------------------------------------------------------------------------
 
 
