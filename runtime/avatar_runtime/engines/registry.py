@@ -37,11 +37,24 @@ def _piper(settings: EngineSettings) -> TTSEngine:
     return PiperTTS(voice_path=Path(settings.piper_voice) if settings.piper_voice else None)
 
 
+def whisper_on_volume(settings: EngineSettings) -> str | None:
+    """The Whisper model's name when it lives on the model volume (``whisper/<name>``)."""
+    name = settings.whisper_model
+    if settings.model_dir is None or name is None or "/" in name:
+        return None
+    return name
+
+
 def _whisper(settings: EngineSettings) -> ASREngine:
+    from avatar_runtime.engines.model_volume import WHISPER_DIR
     from avatar_runtime.engines.whisper_asr import WhisperASR
 
+    model = settings.whisper_model
+    name = whisper_on_volume(settings)
+    if name is not None and settings.model_dir is not None:
+        model = str(settings.model_dir / WHISPER_DIR / name)
     return WhisperASR(
-        model=settings.whisper_model,
+        model=model,
         device=settings.whisper_device,
         compute_type=settings.whisper_compute_type,
         threads=settings.cpu_threads,
@@ -71,11 +84,12 @@ def check_volume(settings: EngineSettings) -> None:
     from avatar_runtime.engines import model_volume
 
     needs = [e for e in (settings.tts, settings.renderer) if e in model_volume.LAYOUT]
-    if not needs:
+    whisper = whisper_on_volume(settings)
+    if not needs and whisper is None:
         return
     if settings.model_dir is None:
         raise ValueError(f"engines {', '.join(needs)} need a model volume: set engines.model_dir")
-    report = model_volume.check(settings.model_dir, engines=needs)
+    report = model_volume.check(settings.model_dir, engines=needs, whisper=whisper)
     if not report.ok:
         raise FileNotFoundError(report.summary())
 
