@@ -16,6 +16,7 @@ until ``maxRetries`` is spent. Deadlines and deletes cancel the runtime job.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -51,6 +52,7 @@ from avatar_runtime.api.schemas import ErrorInfo, JobState, JobStatus
 log = logging.getLogger(__name__)
 
 DEADLINE_EXCEEDED = "DeadlineExceeded"
+_ENDED_KEPT = 100_000  # uids of ended jobs remembered (~10 MB); older ones are long settled
 RUNTIME_LOST = "RuntimeLost"
 
 
@@ -121,6 +123,10 @@ class Dispatcher:
             audio_prior=settings.audio_prior_seconds,
         )
         self.jobs: dict[str, Job] = {}
+        # Jobs this process ended (finished or deleted), newest last. kopf may hand a
+        # resource over again with an old body (its consistency timeout passed before
+        # its own patch came back on the watch): such a body must not queue it again.
+        self._ended_uids: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.queues: dict[str, FairQueue] = {}
         self._ttl: dict[str, asyncio.TimerHandle] = {}
         self._wake = asyncio.Event()
@@ -162,7 +168,7 @@ class Dispatcher:
     def admit(self, body: Mapping[str, Any]) -> None:
         """A resource created, or found at start: queue it, follow it, or wait for its TTL."""
         ref = ref_of(body)
-        if ref.uid in self.jobs:
+        if ref.uid in self.jobs or ref.uid in self._ended_uids:
             return
         meta, status = body["metadata"], body.get("status") or {}
         spec = AvatarVideoSpec.model_validate(dict(body.get("spec") or {}))
@@ -201,6 +207,7 @@ class Dispatcher:
     async def forget(self, body: Mapping[str, Any]) -> None:
         """The resource is being deleted: stop its job on the runtime before it goes."""
         ref = ref_of(body)
+        self._remember_ended(ref.uid)
         job = self.jobs.pop(ref.uid, None)
         handle = self._ttl.pop(ref.uid, None)
         if handle is not None:
@@ -477,7 +484,13 @@ class Dispatcher:
         )
         self._schedule_ttl(job.ref, job.spec, finished)
 
+    def _remember_ended(self, uid: str) -> None:
+        self._ended_uids[uid] = None
+        while len(self._ended_uids) > _ENDED_KEPT:
+            self._ended_uids.popitem(last=False)
+
     def _close(self, job: Job, outcome: str, finished: dt.datetime) -> None:
+        self._remember_ended(job.uid)
         job.closed = True
         job.phase = outcome.capitalize()
         self._close_timers(job)
