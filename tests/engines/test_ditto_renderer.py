@@ -1,6 +1,6 @@
 """The Ditto adapter, against a stand-in for Ditto's code (no Ditto code or weights in CI).
 
-The stand-in (``ditto_standin/stream_pipeline_offline.py``) has the interface
+The stand-in (``ditto_standin.py``) has the interface
 of the parts of Ditto's ``StreamSDK`` the adapter drives; it sits on a model
 volume of stand-in files, loaded exactly as a pod loads the real Ditto. What is
 tested is the adapter: loading from the volume, registration cached by content,

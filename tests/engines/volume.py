@@ -11,7 +11,9 @@ from pathlib import Path
 from avatar_runtime.engines import model_volume
 from avatar_runtime.engines.model_volume import Kind
 
-STANDIN = Path(__file__).with_name("ditto_standin")
+# Our own stand-in for Ditto's StreamSDK (no Ditto code is ever in this repository): it is
+# written onto a test volume under the module name the runtime imports from a real one.
+STANDIN = Path(__file__).with_name("ditto_standin.py")
 
 
 def write_standin(path: Path, kind: Kind) -> None:
@@ -41,5 +43,5 @@ def build(root: Path, *engines: str, whisper: str | None = None) -> Path:
             write_standin(root / item.path, item.kind)
     if "ditto" in engines:
         code = root / model_volume.DITTO_CODE_DIR
-        shutil.copy(STANDIN / "stream_pipeline_offline.py", code / "stream_pipeline_offline.py")
+        shutil.copy(STANDIN, code / "stream_pipeline_offline.py")
     return root

@@ -1,4 +1,7 @@
-"""A stand-in for Ditto's ``stream_pipeline_offline`` (no Ditto code or weights exist in CI).
+"""A stand-in for Ditto's ``StreamSDK``, written for these tests (no Ditto code or weights here).
+
+``tests/engines/volume.py`` copies it onto a test model volume as
+``ditto/code/stream_pipeline_offline.py``, the module a pod imports from a real volume.
 
 Same interface as the parts of ``StreamSDK`` the runtime's adapter uses: it is
 built from a config pickle and a checkpoint folder, registers a portrait
