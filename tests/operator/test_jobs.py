@@ -92,16 +92,19 @@ def test_twenty_videos_share_four_slots_and_all_succeed(two_pods: System) -> Non
     system.apply(*(system.video(n) for n in names))
     pods = system.runtime_pods()
     assert len(pods) == 2
-    most_busy, most_queued = 0, 0
+    most_busy, most_on_a_pod = 0, 0
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        busy = queued = 0
+        busy = 0
         for pod in pods:
             with system.runtime(pod) as client:
                 capacity = client.get("/v1/capacity").json()
             busy += capacity["slots_busy"]
-            queued += capacity["queue_length"]
-        most_busy, most_queued = max(most_busy, busy), max(most_queued, queued)
+            # A job sent the moment a slot frees may wait a few ms for the slot's thread to
+            # take it; what must never happen is a pod holding more jobs than its slots.
+            on_pod = capacity["slots_busy"] + capacity["queue_length"]
+            most_on_a_pod = max(most_on_a_pod, on_pod)
+        most_busy = max(most_busy, busy)
         phases = {
             v["metadata"]["name"]: (v.get("status") or {}).get("phase")
             for v in system.all("default")
@@ -115,7 +118,7 @@ def test_twenty_videos_share_four_slots_and_all_succeed(two_pods: System) -> Non
         n: finished[n].get("phase") for n in names
     }
     assert most_busy == 4, "the four slots were never all in use"
-    assert most_queued == 0, "the operator sent more jobs than free slots"
+    assert most_on_a_pod <= 2, "the operator sent a pod more jobs than its 2 slots"
     assert {finished[n]["runtimePod"] for n in names} == {p["metadata"]["name"] for p in pods}
     assert metric(system.operator.metrics(), "avatar_operator_queue_depth", 'pool="default"') == 0
 
