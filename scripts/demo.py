@@ -167,11 +167,7 @@ class Demo:
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
                 pods = self._get("pods", "-l", stack.POOL_LABEL)["items"]
-                ready = sum(
-                    any(c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in (p.get("status") or {}).get("conditions") or [])
-                    for p in pods
-                )  # fmt: skip
+                ready = sum(stack.pod_ready(p) for p in pods)
                 bar.update(ready - bar.n)
                 if ready >= replicas:
                     return

@@ -27,7 +27,8 @@ def _owned_by(pod: Obj, uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])
 
 
-def _ready(pod: Obj) -> bool:
+def pod_ready(pod: Obj) -> bool:
+    """The pod's Ready condition is True (what kubectl's READY column and Deployments count)."""
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
@@ -88,7 +89,7 @@ class Deployments:
                 self.cluster.delete(Target(rt=pods_rt, namespace=namespace, name=name,
                                            subresource=""))  # fmt: skip
             pods = newest[len(pods) - want :]
-        ready = sum(_ready(p) for p in pods)
+        ready = sum(pod_ready(p) for p in pods)
         status = {
             "observedGeneration": meta.get("generation", 1),
             "replicas": len(pods),

@@ -15,6 +15,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+# Re-exported: the demo, the end-to-end tests and the benchmarks wait on ready pods.
+from avatar_devcluster.controllers import pod_ready as pod_ready
+
 # Shared by the operator (client) and the runtime pods (server) through a Secret.
 TOKEN_SECRET = "avatar-runtime-token"  # noqa: S105 - a Secret's name, not a secret
 POOL_LABEL = "avatar.dev/runtime-pool"

@@ -49,7 +49,6 @@ class Kube:
         self._objects = kubernetes.client.CustomObjectsApi(self._api)
         self._core = kubernetes.client.CoreV1Api(self._api)
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="kube")
-        self.writes = 0
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -69,7 +68,6 @@ class Kube:
 
     async def patch_status(self, ref: Ref, status: dict[str, Any]) -> bool:
         """Merge ``status`` into the resource's status; False when the resource is gone."""
-        self.writes += 1
         try:
             await self._run(
                 self._objects.patch_namespaced_custom_object_status,

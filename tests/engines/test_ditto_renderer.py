@@ -25,7 +25,7 @@ from avatar_runtime.engines.base import Speech
 from avatar_runtime.engines.ditto_renderer import DittoRenderer
 from avatar_runtime.errors import ErrorCode, JobError
 from tests.engines import volume
-from tests.server.harness import SHORT_TEXT, job_body, start_runtime, wait_for
+from tests.server.harness import SHORT_TEXT, job_body, start_runtime, wait_for, wait_unhealthy
 
 
 @pytest.fixture
@@ -123,11 +123,7 @@ def test_a_pod_with_a_file_missing_never_becomes_ready_and_names_it(
     }
     runtime = start_runtime(tmp_path, slots=1, queue_limit=1, env=settings, ready=False)
     try:
-        deadline = time.monotonic() + 30
-        health = httpx.get(f"{runtime.url}/healthz", timeout=5)
-        while health.status_code == 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            health = httpx.get(f"{runtime.url}/healthz", timeout=5)
+        health = wait_unhealthy(runtime)
         assert health.status_code == 500
         assert "ditto_pytorch/models/decoder.pth missing" in health.json()["reason"]
         assert httpx.get(f"{runtime.url}/readyz", timeout=5).status_code == 503

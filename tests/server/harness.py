@@ -115,6 +115,16 @@ def start_runtime(
     raise RuntimeError(f"runtime not ready in 90 s:\n{log.read_text()}")
 
 
+def wait_unhealthy(runtime: Runtime, timeout: float = 30) -> httpx.Response:
+    """The first failing ``/healthz`` answer (a pod whose loading failed), or the last one."""
+    deadline = time.monotonic() + timeout
+    health = httpx.get(f"{runtime.url}/healthz", timeout=5)
+    while health.status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        health = httpx.get(f"{runtime.url}/healthz", timeout=5)
+    return health
+
+
 def job_body(job_id: str, portrait: Path, out: Path, text: str = MEDIUM_TEXT) -> dict[str, Any]:
     return {
         "id": job_id,
