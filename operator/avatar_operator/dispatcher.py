@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import time
 from collections.abc import Mapping
@@ -65,6 +66,8 @@ class Job:
     seen: float
     """Monotonic time the operator first saw it (dispatch latency starts here)."""
     estimate: float
+    arrival: int = 0
+    """Watch order among resources created in the same second (see ``noticed``)."""
     attempts: int = 0
     phase: str = "Pending"
     pod: str | None = None
@@ -128,6 +131,8 @@ class Dispatcher:
         # its own patch came back on the watch): such a body must not queue it again.
         self._ended_uids: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.queues: dict[str, FairQueue] = {}
+        self._arrivals: dict[str, int] = {}
+        self._arrival_seq = itertools.count(1)
         self._ttl: dict[str, asyncio.TimerHandle] = {}
         self._wake = asyncio.Event()
         self._capacity_wanted = asyncio.Event()
@@ -165,9 +170,21 @@ class Dispatcher:
 
     # -- resources ------------------------------------------------------------------------
 
+    def noticed(self, body: Mapping[str, Any]) -> None:
+        """A new resource came on the watch: remember its place in the stream.
+
+        kopf admits resources concurrently (each after its own finalizer patch), so
+        admission order is not creation order; the watch's order is.
+        """
+        uid = ref_of(body).uid
+        if (body.get("status") or {}).get("phase") or uid in self.jobs or uid in self._ended_uids:
+            return
+        self._arrivals.setdefault(uid, next(self._arrival_seq))
+
     def admit(self, body: Mapping[str, Any]) -> None:
         """A resource created, or found at start: queue it, follow it, or wait for its TTL."""
         ref = ref_of(body)
+        arrival = self._arrivals.pop(ref.uid, 0)
         if ref.uid in self.jobs or ref.uid in self._ended_uids:
             return
         meta, status = body["metadata"], body.get("status") or {}
@@ -185,6 +202,7 @@ class Dispatcher:
             created=created,
             seen=time.monotonic(),
             estimate=self.estimator.seconds(spec),
+            arrival=arrival,
             attempts=int(status.get("attempts") or 0),
             phase=phase,
             started=parse_time(status.get("startTime")),
@@ -207,6 +225,7 @@ class Dispatcher:
     async def forget(self, body: Mapping[str, Any]) -> None:
         """The resource is being deleted: stop its job on the runtime before it goes."""
         ref = ref_of(body)
+        self._arrivals.pop(ref.uid, None)
         self._remember_ended(ref.uid)
         job = self.jobs.pop(ref.uid, None)
         handle = self._ttl.pop(ref.uid, None)
@@ -247,6 +266,7 @@ class Dispatcher:
                 namespace=job.ref.namespace,
                 priority=job.spec.priority,
                 created=job.created.timestamp(),
+                arrival=job.arrival,
                 not_before=time.monotonic() + delay,
             )
         )

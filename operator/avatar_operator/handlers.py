@@ -62,6 +62,12 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         dispatcher.kube.close()
 
 
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if event.get("type") != "DELETED":
+        memo.dispatcher.noticed(event["object"])
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 async def admit(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

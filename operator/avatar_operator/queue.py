@@ -17,18 +17,21 @@ from dataclasses import dataclass, field
 
 @dataclass(order=True)
 class Entry:
-    sort_key: tuple[int, float, int] = field(init=False, repr=False)
+    sort_key: tuple[int, float, int, int] = field(init=False, repr=False)
     uid: str = field(compare=False)
     namespace: str = field(compare=False)
     priority: int = field(compare=False)
     created: float = field(compare=False)
     """Seconds since the epoch; older goes first."""
+    arrival: int = field(default=0, compare=False)
+    """Order the operator's watch delivered it in: breaks ties of ``created``, which
+    Kubernetes keeps to the second only."""
     not_before: float = field(default=0.0, compare=False)
     """Monotonic time before which the entry waits (a retry's backoff)."""
     seq: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
-        self.sort_key = (-self.priority, self.created, self.seq)
+        self.sort_key = (-self.priority, self.created, self.arrival, self.seq)
 
 
 class FairQueue:
@@ -66,7 +69,7 @@ class FairQueue:
     def pop(self, now: float) -> Entry | None:
         """The next job to dispatch among those whose backoff has passed."""
         self._promote(now)
-        best: tuple[int, float, tuple[int, float, int]] | None = None
+        best: tuple[int, float, tuple[int, float, int, int]] | None = None
         best_ns = ""
         for namespace, heap in self._ready.items():
             head = self._head(heap)

@@ -25,6 +25,12 @@ class ErrorCode(enum.StrEnum):
     AUDIO_TOO_LONG = "AudioTooLong"
     AUDIO_SILENT = "AudioSilent"
     LANGUAGE_UNSUPPORTED = "LanguageUnsupported"
+    # Voice to clone
+    VOICE_UNREADABLE = "VoiceUnreadable"
+    VOICE_TOO_SHORT = "VoiceTooShort"  # too little speech in it to clone from
+    VOICE_TOO_LONG = "VoiceTooLong"
+    VOICE_SILENT = "VoiceSilent"
+    VOICE_UNKNOWN = "VoiceUnknown"  # a named voice the engine does not have
     INVALID_OPTION = "InvalidOption"
     # Fetching inputs
     INPUT_NOT_FOUND = "InputNotFound"

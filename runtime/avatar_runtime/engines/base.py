@@ -57,6 +57,24 @@ class Speech:
 
 
 @dataclass(frozen=True)
+class VoiceSample:
+    """A recording of the voice to clone, decoded and checked (``inputs/voice.py``)."""
+
+    samples: AudioArray
+    sample_rate: int
+    digest: str
+    """sha256 of the file as fetched: what cloned voices are cached by."""
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+Voice = str | VoiceSample
+"""A named voice the engine ships, or a sample to clone."""
+
+
+@dataclass(frozen=True)
 class Transcript:
     text: str
     words: list[TimedWord]
@@ -68,13 +86,15 @@ class TTSEngine(Protocol):
 
     name: str
     languages: frozenset[str]
+    clones_voices: bool
+    """Whether a voice sample changes the voice (the pipeline fetches one only then)."""
 
     def synthesize(
         self,
         text: str,
         *,
         language: str,
-        voice: str | None = None,
+        voice: Voice | None = None,
         stop: threading.Event | None = None,
     ) -> Speech:
         """Speak ``text``; when ``stop`` is set, give up between sentences (JobError Cancelled)."""

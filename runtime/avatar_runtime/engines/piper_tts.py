@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar_runtime.engines.base import Speech, TimedPhone
+from avatar_runtime.engines.base import Speech, TimedPhone, Voice
 from avatar_runtime.errors import ErrorCode, JobError
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class PiperTTS:
     """One Piper voice; synthesis is serialised because an ONNX session per call is costly."""
 
     name = "piper"
+    clones_voices = False
 
     def __init__(self, *, voice_path: Path | None = None) -> None:
         # Import here: the operator image has no piper, and importing it costs ~0.3 s.
@@ -53,13 +54,15 @@ class PiperTTS:
         text: str,
         *,
         language: str,
-        voice: str | None = None,
+        voice: Voice | None = None,
         stop: threading.Event | None = None,
     ) -> Speech:
         if voice is not None:
             # Piper voices are fixed; cloning from a sample is XTTS-v2's job.
             log.warning(
-                "the %s engine speaks with its own voice; ignoring voice %r", self.name, voice
+                "the %s engine speaks with its own voice; ignoring voice %s",
+                self.name,
+                voice if isinstance(voice, str) else f"sample {voice.digest[:12]}",
             )
         if language.split("-")[0].lower() not in self.languages:
             raise JobError(

@@ -67,7 +67,21 @@ def _opencv(settings: EngineSettings) -> Renderer[Any]:
     return OpenCVRenderer()
 
 
-TTS_ENGINES: dict[str, Callable[[EngineSettings], TTSEngine]] = {"piper": _piper}
+def _xtts(settings: EngineSettings) -> TTSEngine:
+    from avatar_runtime.engines.xtts_tts import XttsTTS
+
+    if settings.model_dir is None:
+        raise ValueError("the xtts engine needs a model volume: set engines.model_dir")
+    return XttsTTS(
+        settings.model_dir,
+        device=settings.device,
+        default_voice=settings.xtts_default_voice,
+        max_audio_tokens=settings.xtts_max_audio_tokens,
+        voices_kept=settings.voices_kept,
+    )
+
+
+TTS_ENGINES: dict[str, Callable[[EngineSettings], TTSEngine]] = {"piper": _piper, "xtts": _xtts}
 ASR_ENGINES: dict[str, Callable[[EngineSettings], ASREngine]] = {"whisper": _whisper}
 
 

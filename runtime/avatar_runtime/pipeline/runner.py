@@ -1,10 +1,11 @@
 """One job, start to finish: inputs → TTS → ASR ‖ (render → encode) → publish.
 
 The engines are loaded once (``Engines.load``) and shared by every job the
-process runs. For a text job the ASR runs beside rendering, since the renderer
-needs only the TTS's phoneme timings; a failed intelligibility check stops the
-render at the next frame. Nothing reaches the output location until every
-file is complete.
+process runs. For a text job the ASR runs beside rendering when the TTS gives
+phoneme timings (Piper), since the renderer needs only those, and before it
+when it gives none (XTTS-v2), since the renderer then follows the words; a
+failed intelligibility check stops the render at the next frame. Nothing
+reaches the output location until every file is complete.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from avatar_runtime.engines.base import PreparedAvatar, Speech, Transcript, frame_count
+from avatar_runtime.engines.base import PreparedAvatar, Speech, Transcript, Voice, frame_count
 from avatar_runtime.engines.registry import Engines
 from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.inputs import voice as voice_input
 from avatar_runtime.inputs.fetching import fetch_bytes
 from avatar_runtime.inputs.portrait import decode_portrait
 from avatar_runtime.inputs.speech import clean_text, decode_audio
@@ -116,6 +118,7 @@ class Pipeline:
         text = clean_text(spec.text, limits=self.settings.limits) if spec.text is not None else None
         report("fetch", _PROGRESS["fetch"])
         with timer.stage("fetch"):
+            voice = self._fetch_voice(spec) if text is not None else None
             avatar = self._prepare_avatar(spec)
             recording = self._fetch_recording(spec) if spec.audio is not None else None
 
@@ -125,19 +128,28 @@ class Pipeline:
             report("tts", _PROGRESS["tts"])
             with timer.stage("tts"):
                 speech = self.engines.tts.synthesize(
-                    text, language=spec.language, voice=spec.voice, stop=stop
+                    text, language=spec.language, voice=voice, stop=stop
                 )
             self._check_duration(speech)
-            # Run in a copy of this context, so the ASR's log lines carry the job id.
-            transcript_future = self._asr_pool.submit(
-                contextvars.copy_context().run,
-                self._transcribe_and_check,
-                speech,
-                spec,
-                text,
-                timer,
-                stop,
-            )
+            if speech.phones is None:
+                # No phoneme timings from this TTS: the renderer shapes the lips from the
+                # ASR's word timings, so the ASR runs first instead of beside rendering.
+                report("asr", _PROGRESS["asr"])
+                transcript, wer = self._transcribe_and_check(speech, spec, text, timer, stop)
+                speech = replace(speech, words=transcript.words)
+                transcript_future = Future()
+                transcript_future.set_result((transcript, wer))
+            else:
+                # Run in a copy of this context, so the ASR's log lines carry the job id.
+                transcript_future = self._asr_pool.submit(
+                    contextvars.copy_context().run,
+                    self._transcribe_and_check,
+                    speech,
+                    spec,
+                    text,
+                    timer,
+                    stop,
+                )
         else:
             assert recording is not None
             speech = recording
@@ -212,6 +224,13 @@ class Pipeline:
         image = decode_portrait(data, limits=limits)
         avatar: PreparedAvatar = self.engines.renderer.prepare(image, size=spec.resolution)
         return avatar
+
+    def _fetch_voice(self, spec: JobSpec) -> Voice | None:
+        """The sample to clone, fetched and checked only where the TTS can clone it."""
+        if spec.voice is None or not self.engines.tts.clones_voices:
+            return spec.voice
+        settings = self.settings
+        return voice_input.resolve(spec.voice, fetch=settings.fetch, limits=settings.limits)
 
     def _fetch_recording(self, spec: JobSpec) -> Speech:
         assert spec.audio is not None

@@ -1,0 +1,206 @@
+"""XTTS-v2 (through ``coqui-tts``) as the TTS: voice cloning, loaded from the model volume.
+
+One model per pod serves every slot. Calls are serialised on one lock: XTTS's
+autoregressive GPT is launch-bound, so two jobs at once on one GPU take as long
+as one after the other (``docs/benchmarks.md`` has the figures), and a lock
+keeps the model's KV cache and the GPU's memory to one request's worth.
+
+A voice is conditioning latents (a GPT style embedding and a speaker vector)
+computed from a sample once and cached by the sample's sha256, so a customer's
+voice used for many videos is analysed once. Named voices come from the
+volume's ``speakers_xtts.pth`` (XTTS-v2's studio voices).
+
+Text is spoken in sentence chunks (``text_chunks``): XTTS refuses over 400
+tokens at once, a job can stop between chunks, and ``stream`` hands each
+chunk's audio on as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avatar_runtime.engines import text_chunks
+from avatar_runtime.engines.base import AudioArray, Speech, Voice, VoiceSample
+from avatar_runtime.engines.model_volume import XTTS_DIR
+from avatar_runtime.errors import ErrorCode, JobError
+
+log = logging.getLogger(__name__)
+
+# Languages whose text front end needs a package coqui-tts does not install itself.
+_LANGUAGE_PACKAGES = {"ja": "cutlet", "zh-cn": "pypinyin", "ko": "hangul_romanize"}
+
+
+def _patch_audio_loading() -> None:
+    """coqui-tts loads reference files with ``torchaudio.load``, which needs torchcodec's
+    FFmpeg libraries; the runtime decodes samples itself (PyAV) and hands over arrays,
+    so only this one path, used for named-voice files, is routed through soundfile."""
+    import soundfile
+    import torch
+    import torchaudio
+    from TTS.tts.models import xtts
+
+    def load_audio(path: str, sampling_rate: int) -> Any:
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        audio = torch.from_numpy(data.T.copy()).mean(dim=0, keepdim=True)
+        if rate != sampling_rate:
+            audio = torchaudio.functional.resample(audio, rate, sampling_rate)
+        return audio.clamp(-1, 1)
+
+    xtts.load_audio = load_audio
+
+
+class XttsTTS:
+    name = "xtts"
+    clones_voices = True
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str = "auto",
+        default_voice: str | None = None,
+        max_audio_tokens: int | None = None,
+        voices_kept: int = 64,
+    ) -> None:
+        import torch
+        from TTS.tts.configs.xtts_config import XttsConfig
+        from TTS.tts.models.xtts import Xtts
+
+        _patch_audio_loading()
+        directory = model_dir / XTTS_DIR
+        config = XttsConfig()
+        config.load_json(str(directory / "config.json"))
+        model = Xtts(config)
+        model.load_checkpoint(config, checkpoint_dir=str(directory), eval=True, use_deepspeed=False)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        model.to(self.device)
+        if max_audio_tokens is not None:
+            model.gpt.max_gen_mel_tokens = max_audio_tokens  # random test weights never stop
+        self._model = model
+        self._torch = torch
+        self.sample_rate: int = int(config.model_args.output_sample_rate)
+        self.languages = frozenset(
+            lang
+            for lang in config.languages
+            if lang not in _LANGUAGE_PACKAGES
+            or importlib.util.find_spec(_LANGUAGE_PACKAGES[lang]) is not None
+        )
+        manager = getattr(model, "speaker_manager", None)
+        self._named: dict[str, Any] = dict(manager.speakers) if manager is not None else {}
+        if default_voice is not None and default_voice not in self._named:
+            raise ValueError(f"default XTTS voice {default_voice!r} is not in speakers_xtts.pth")
+        self.default_voice = default_voice or next(iter(self._named), None)
+        self._latents: collections.OrderedDict[str, tuple[Any, Any]] = collections.OrderedDict()
+        self._voices_kept = voices_kept
+        self._lock = threading.Lock()
+        self.voices_computed = 0
+        """Samples analysed so far (a cached voice does not count): for tests and metrics."""
+
+    # -- the TTSEngine interface --------------------------------------------------------------
+
+    def synthesize(
+        self,
+        text: str,
+        *,
+        language: str,
+        voice: Voice | None = None,
+        stop: threading.Event | None = None,
+    ) -> Speech:
+        pieces = list(self.stream(text, language=language, voice=voice, stop=stop))
+        return Speech(samples=np.concatenate(pieces), sample_rate=self.sample_rate)
+
+    def stream(
+        self,
+        text: str,
+        *,
+        language: str,
+        voice: Voice | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[AudioArray]:
+        """Each sentence chunk's audio as soon as it is spoken; checks run before the first."""
+        lang = self._language(language)
+        pieces = text_chunks.chunks(text, limit=self._model.tokenizer.char_limits.get(lang, 250))
+        if not pieces:
+            raise JobError(ErrorCode.TEXT_EMPTY, "The text has nothing that can be spoken.")
+        latent, speaker = self._conditioning(voice)
+        for number, piece in enumerate(pieces):
+            if stop is not None and stop.is_set():
+                raise JobError(ErrorCode.CANCELLED, "The job was stopped while speaking.")
+            started = time.perf_counter()
+            with self._lock:
+                out = self._model.inference(piece, lang, latent, speaker)
+            audio = np.clip(np.asarray(out["wav"], dtype=np.float32).reshape(-1), -1.0, 1.0)
+            log.debug(
+                "xtts chunk %d/%d: %d chars, %.2f s of audio in %.2f s",
+                number + 1,
+                len(pieces),
+                len(piece),
+                len(audio) / self.sample_rate,
+                time.perf_counter() - started,
+            )
+            yield audio
+
+    # -- voices -------------------------------------------------------------------------------
+
+    def _language(self, language: str) -> str:
+        lang = language.lower()
+        if lang not in self.languages:
+            lang = lang.split("-")[0]
+        if lang not in self.languages:
+            raise JobError(
+                ErrorCode.LANGUAGE_UNSUPPORTED,
+                f"XTTS-v2 speaks {', '.join(sorted(self.languages))}, not {language!r}.",
+                field="language",
+            )
+        return lang
+
+    def _conditioning(self, voice: Voice | None) -> tuple[Any, Any]:
+        if isinstance(voice, VoiceSample):
+            return self._cloned(voice)
+        name = voice or self.default_voice
+        if name is None:
+            raise JobError(
+                ErrorCode.VOICE_UNKNOWN,
+                "XTTS-v2 needs a voice: give a voice sample URL (this pod has no named voices).",
+                field="voice",
+            )
+        if name not in self._named:
+            known = ", ".join(sorted(self._named)[:5]) + (", ..." if len(self._named) > 5 else "")
+            raise JobError(
+                ErrorCode.VOICE_UNKNOWN,
+                f"No voice named {name!r} (known: {known or 'none'}).",
+                field="voice",
+            )
+        entry = self._named[name]
+        return entry["gpt_cond_latent"], entry["speaker_embedding"]
+
+    def _cloned(self, sample: VoiceSample) -> tuple[Any, Any]:
+        with self._lock:
+            cached = self._latents.get(sample.digest)
+            if cached is not None:
+                self._latents.move_to_end(sample.digest)
+                return cached
+            audio = self._torch.from_numpy(sample.samples).unsqueeze(0).to(self.device)
+            try:
+                speaker = self._model.get_speaker_embedding(audio, sample.sample_rate)
+                latent = self._model.get_gpt_cond_latents(audio, sample.sample_rate)
+            except RuntimeError as exc:  # XTTS: "reference audio too short"
+                raise JobError(
+                    ErrorCode.VOICE_TOO_SHORT, f"voice sample: {exc}", field="voice"
+                ) from None
+            self.voices_computed += 1
+            self._latents[sample.digest] = (latent, speaker)
+            while len(self._latents) > self._voices_kept:
+                self._latents.popitem(last=False)
+            return latent, speaker
