@@ -8,6 +8,7 @@ driver it reports no GPUs rather than failing.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -78,6 +79,61 @@ def auto_slots(settings: SlotSettings, gpus: list[GpuMemory]) -> int:
         return 1
     room = gpus[0].free_bytes - settings.shared_model_bytes - settings.margin_bytes
     return max(1, min(settings.max_auto, room // settings.slot_bytes))
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """GPU memory an engine took while loading: NVML sees every library (CTranslate2, ONNX
+    Runtime, TensorRT); torch's allocator sees only torch's tensors, without its cache."""
+
+    nvml_bytes: int = 0
+    torch_bytes: int = 0
+
+    @property
+    def bytes(self) -> int:
+        return max(self.nvml_bytes, self.torch_bytes)
+
+
+class FootprintMeter:
+    """Reads GPU memory before and after a load; all zeros without a GPU."""
+
+    def __init__(self) -> None:
+        self._nvml = _first_used()
+        self._torch = _torch_allocated()
+
+    def read(self) -> Footprint:
+        return Footprint(
+            nvml_bytes=max(0, _first_used() - self._nvml),
+            torch_bytes=max(0, _torch_allocated() - self._torch),
+        )
+
+
+def _first_used() -> int:
+    gpus = memory()
+    return gpus[0].used_bytes if gpus else 0
+
+
+def _torch_allocated() -> int:
+    """Only where torch is already imported: importing it costs seconds and a CUDA context."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return 0
+    torch.cuda.synchronize()
+    return int(torch.cuda.memory_allocated())
+
+
+def slots_after_load(settings: SlotSettings, gpus: list[GpuMemory], renderer_bytes: int) -> int:
+    """``auto`` once the shared models and the first slot's renderer are loaded: as many
+    more renderers as the measured free memory holds, beside a margin, capped.
+
+    ``renderer_bytes`` is the first renderer's measured footprint (``slot_bytes`` when the
+    renderer measured nothing, as a CPU one does); no GPU means one slot.
+    """
+    if not gpus:
+        return 1
+    per_slot = renderer_bytes or settings.slot_bytes
+    room = gpus[0].free_bytes - settings.margin_bytes
+    return max(1, min(settings.max_auto, 1 + room // per_slot))
 
 
 def slot_count(settings: SlotSettings) -> int:

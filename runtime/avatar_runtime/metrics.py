@@ -97,6 +97,13 @@ class RuntimeMetrics:
             ["model"],
             registry=r,
         )
+        self.model_gpu_memory = Gauge(
+            "avatar_runtime_model_gpu_memory_bytes",
+            "GPU memory each model took as it loaded (NVML, or torch's allocator if more);"
+            " what 'auto' slots and the scaling policy size pods by.",
+            ["model"],
+            registry=r,
+        )
         self.ready = Gauge(
             "avatar_runtime_ready", "1 when the pod takes jobs, 0 loading or draining.", registry=r
         )

@@ -63,3 +63,20 @@ def test_memory_is_empty_without_an_nvidia_driver() -> None:
     """Runs NVML for real: on this GPU-less machine it must report no GPUs, not raise."""
     assert gpu.memory() == []
     assert slot_count(SlotSettings()) == 1
+
+
+def test_measured_auto_fills_the_free_memory_left_after_loading() -> None:
+    """Once the shared models and one renderer are in, each further slot costs what that
+    renderer measured: an L4 with 12 GB left and 3.3 GB renderers gets 1 + 3, capped at 3."""
+    s = SlotSettings()
+    after_load = _card(24 * GB, 12 * GB)
+    assert gpu.slots_after_load(s, [after_load], renderer_bytes=int(3.3 * GB)) == 3
+    assert gpu.slots_after_load(s, [after_load], renderer_bytes=int(6 * GB)) == 2  # 1 + 1
+    assert gpu.slots_after_load(s, [_card(24 * GB, 23 * GB)], renderer_bytes=GB) == 1
+    # A renderer that measured nothing (the CPU one) is sized by the configured estimate.
+    assert gpu.slots_after_load(s, [_card(24 * GB, 18 * GB)], renderer_bytes=0) == 2
+
+
+def test_no_gpu_measures_nothing_and_keeps_one_slot() -> None:
+    assert gpu.FootprintMeter().read() == gpu.Footprint(0, 0)
+    assert gpu.slots_after_load(SlotSettings(), [], renderer_bytes=0) == 1

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from avatar_runtime.engines.base import ASREngine, Renderer, TTSEngine
+from avatar_runtime.gpu import Footprint, FootprintMeter
 from avatar_runtime.settings import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ class Engines:
     asr: ASREngine
     renderer: Renderer[Any]
     load_seconds: dict[str, float] = field(default_factory=dict)
+    gpu_footprints: dict[str, Footprint] = field(default_factory=dict)
+    """GPU memory each engine took as it loaded, measured (zero on a CPU)."""
 
 
 def _piper(settings: EngineSettings) -> TTSEngine:
@@ -114,12 +117,30 @@ RENDERERS: dict[str, Callable[[EngineSettings], Renderer[Any]]] = {
 }
 
 
-def _timed(name: str, build: Callable[[], T], seconds: dict[str, float]) -> T:
-    """Build an engine; its load time includes the warm-up each engine runs on itself."""
+def _timed(
+    name: str,
+    build: Callable[[], T],
+    seconds: dict[str, float],
+    footprints: dict[str, Footprint],
+) -> T:
+    """Build an engine, timing it and measuring the GPU memory it takes (the warm-up each
+    engine runs on itself included)."""
+    meter = FootprintMeter()
     start = time.perf_counter()
     engine = build()
     seconds[name] = time.perf_counter() - start
-    log.info("%s ready in %.2f s", name, seconds[name], extra={"model": name})
+    footprints[name] = meter.read()
+    log.info(
+        "%s ready in %.2f s, %.2f GB of GPU memory",
+        name,
+        seconds[name],
+        footprints[name].bytes / 1e9,
+        extra={
+            "model": name,
+            "gpu_nvml_bytes": footprints[name].nvml_bytes,
+            "gpu_torch_bytes": footprints[name].torch_bytes,
+        },
+    )
     return engine
 
 
@@ -131,7 +152,10 @@ def make_renderer(settings: EngineSettings) -> Renderer[Any]:
 def load(settings: EngineSettings) -> Engines:
     check_volume(settings)
     seconds: dict[str, float] = {}
-    tts = _timed(settings.tts, lambda: TTS_ENGINES[settings.tts](settings), seconds)
-    asr = _timed(settings.asr, lambda: ASR_ENGINES[settings.asr](settings), seconds)
-    renderer = _timed(settings.renderer, lambda: RENDERERS[settings.renderer](settings), seconds)
-    return Engines(tts=tts, asr=asr, renderer=renderer, load_seconds=seconds)
+    gpu: dict[str, Footprint] = {}
+    tts = _timed(settings.tts, lambda: TTS_ENGINES[settings.tts](settings), seconds, gpu)
+    asr = _timed(settings.asr, lambda: ASR_ENGINES[settings.asr](settings), seconds, gpu)
+    renderer = _timed(
+        settings.renderer, lambda: RENDERERS[settings.renderer](settings), seconds, gpu
+    )
+    return Engines(tts=tts, asr=asr, renderer=renderer, load_seconds=seconds, gpu_footprints=gpu)

@@ -91,6 +91,14 @@ class RuntimePod:
         shared = registry.load(settings)
         for model, seconds in shared.load_seconds.items():
             self.metrics.model_load.labels(model).set(seconds)
+        for model, footprint in shared.gpu_footprints.items():
+            self.metrics.model_gpu_memory.labels(model).set(footprint.bytes)
+        if self.settings.slots.count == "auto":
+            self._resize(gpu.slots_after_load(
+                self.settings.slots,
+                gpu.memory(),
+                shared.gpu_footprints[shared.renderer.name].bytes,
+            ))  # fmt: skip
         pipelines = [Pipeline(shared, self.settings)]
         for _ in range(self.slot_count - 1):
             renderer = registry.make_renderer(settings)
@@ -110,6 +118,13 @@ class RuntimePod:
         self.ready.set()
         self.metrics.ready.set(1)
         log.info("ready with %d slots", self.slot_count, extra={"slots": self.slot_count})
+
+    def _resize(self, count: int) -> None:
+        """Set the slot count ``auto`` settles on once the models' memory is measured."""
+        if count != self.slot_count:
+            log.info("auto slots: %d by measured GPU memory (%d estimated)", count, self.slot_count)
+        self.slot_count = self.board.slots = count
+        self.metrics.track_board(slots=count, busy=self.board.busy, queued=self.board.queued)
 
     def _warm_up(self, pipeline: Pipeline) -> None:
         """One real, tiny render per slot (the bundled portrait, to a scratch directory)."""
