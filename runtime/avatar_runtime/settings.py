@@ -85,6 +85,15 @@ class EngineSettings(BaseModel):
         description="Cap on audio tokens per chunk (about 46 ms each); default: the model's 605."
         " Tests with random weights set it, since such weights never stop on their own.",
     )
+    xtts_max_batch: int = Field(
+        8,
+        ge=1,
+        description="Most chunks XTTS-v2 speaks in one batch (all slots' together); 1 = take"
+        " turns. 4 in a batch ran 4.5x the throughput of taking turns on an H100.",
+    )
+    xtts_batch_window: float = Field(
+        0.01, ge=0, description="Seconds a chunk waits for others after an idle spell."
+    )
     voices_kept: int = Field(
         64, gt=0, description="Cloned voices (conditioning latents) kept in memory, by sample hash."
     )

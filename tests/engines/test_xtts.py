@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from avatar_runtime.engines import xtts_batching
 from avatar_runtime.engines.base import VoiceSample
 from avatar_runtime.engines.piper_tts import PiperTTS
 from avatar_runtime.engines.xtts_tts import XttsTTS
@@ -99,6 +101,53 @@ def test_a_stop_ends_speech_between_chunks(xtts: XttsTTS) -> None:
     with pytest.raises(JobError) as raised:
         next(chunks)
     assert raised.value.code == ErrorCode.CANCELLED
+
+
+def _first_logits(engine: XttsTTS, texts: list[str]) -> list[torch.Tensor]:
+    """The GPT's scores for every generated audio token, per text, spoken as one batch."""
+    model = engine._model
+    latent, speaker = engine._conditioning(None)
+    seen: list[torch.Tensor] = []
+    hook = model.gpt.gpt_inference.lm_head.register_forward_hook(
+        lambda _module, _inputs, out: seen.append(out[:, -1].detach().clone())
+    )
+    try:
+        requests = [
+            xtts_batching.Request(model.tokenizer.encode(t, lang="en"), latent, speaker)
+            for t in texts
+        ]
+        xtts_batching.generate(model, requests, {**xtts_batching.SAMPLING, "do_sample": False})
+    finally:
+        hook.remove()
+    steps = torch.stack(seen)  # (steps, batch, vocabulary)
+    return [steps[:, row] for row in range(len(texts))]
+
+
+def test_an_item_in_a_padded_batch_is_computed_as_it_would_be_alone(xtts: XttsTTS) -> None:
+    """Texts of different lengths share a batch through padding that attention never sees."""
+    texts = ["Hello there.", "A much longer sentence, so that the others need padding.", "Ok."]
+    together = _first_logits(xtts, texts)
+    alone = [_first_logits(xtts, [t])[0] for t in texts]
+    for row in range(len(texts)):
+        assert torch.allclose(together[row], alone[row], atol=1e-5), texts[row]
+    # Not trivially equal: another text gives other scores, by far more than the tolerance.
+    assert float((alone[0] - alone[1]).abs().max()) > 1e-3
+
+
+def test_chunks_from_several_slots_are_spoken_in_one_batch(model_dir: Path) -> None:
+    engine = XttsTTS(model_dir, device="cpu", max_audio_tokens=TOKENS, batch_window=0.5)
+    results: dict[int, float] = {}
+
+    def slot(number: int) -> None:
+        results[number] = engine.synthesize(f"Slot {number} speaking.", language="en").duration
+
+    threads = [threading.Thread(target=slot, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert engine.batcher.batches == [3]
+    assert all(d == pytest.approx(SECONDS_PER_CHUNK, abs=0.1) for d in results.values())
 
 
 @pytest.mark.parametrize(

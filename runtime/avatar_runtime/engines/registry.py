@@ -81,6 +81,8 @@ def _xtts(settings: EngineSettings) -> TTSEngine:
         default_voice=settings.xtts_default_voice,
         max_audio_tokens=settings.xtts_max_audio_tokens,
         voices_kept=settings.voices_kept,
+        max_batch=settings.xtts_max_batch,
+        batch_window=settings.xtts_batch_window,
     )
 
 
