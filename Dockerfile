@@ -2,8 +2,7 @@
 # Container images, one target each:
 #   docker build --target operator    -t avatar-operator .
 #   docker build --target runtime-cpu -t avatar-runtime:cpu .
-# The GPU runtime image (CUDA 12 base, XTTS-v2 and Ditto read from a model volume)
-# comes with the GPU-engine issue.
+#   docker build --target runtime-gpu -t avatar-runtime:gpu .
 
 ARG PYTHON_VERSION=3.11
 
@@ -42,5 +41,43 @@ FROM base AS runtime-cpu
 RUN --mount=from=wheel,source=/dist,target=/dist pip install "$(ls /dist/*.whl)[cpu]"
 USER 10001:10001
 EXPOSE 8080
+ENTRYPOINT ["avatar-runtime"]
+CMD ["serve"]
+
+# --- GPU runtime: XTTS-v2, Ditto and faster-whisper on CUDA; weights from the model volume --
+# CUDA 12 with cuDNN 9: CTranslate2's wheels (faster-whisper) need CUDA 12's cuBLAS and
+# cuDNN 9, and torch is the matching cu128 build, so every engine shares one CUDA.
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS runtime-gpu
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv libsndfile1 libgl1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv \
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin avatar
+RUN pip install --index-url https://download.pytorch.org/whl/cu128 torch==2.9.1 torchaudio==2.9.1
+RUN --mount=from=wheel,source=/dist,target=/dist \
+    pip install "$(ls /dist/*.whl)[cpu,xtts,ditto]" torch==2.9.1 torchaudio==2.9.1
+# Ditto's face helpers. onnxruntime-gpu replaces the CPU build piper-tts brought (both are
+# the module `onnxruntime`); mediapipe goes in without its opencv-contrib-python, which
+# would overwrite the OpenCV 4 (with its Haar cascades) that the embedded renderer uses.
+RUN pip uninstall -y onnxruntime \
+    && pip install onnxruntime-gpu==1.31.* \
+    && pip install --no-deps "mediapipe>=0.10" \
+    && pip install "absl-py~=2.3" "sounddevice~=0.5" "flatbuffers~=25.9"
+WORKDIR /tmp
+USER 10001:10001
+EXPOSE 8080
+# Engines are chosen by the chart (AVATAR_RUNTIME_ENGINES__TTS=xtts, __RENDERER=ditto,
+# __MODEL_DIR=/models, __WHISPER_DEVICE=cuda); a pod checks the volume before loading.
+ENV AVATAR_RUNTIME_ENGINES__TTS=xtts \
+    AVATAR_RUNTIME_ENGINES__RENDERER=ditto \
+    AVATAR_RUNTIME_ENGINES__MODEL_DIR=/models \
+    AVATAR_RUNTIME_ENGINES__WHISPER_DEVICE=cuda \
+    AVATAR_RUNTIME_ENGINES__WHISPER_COMPUTE_TYPE=float16
 ENTRYPOINT ["avatar-runtime"]
 CMD ["serve"]

@@ -11,21 +11,27 @@ errors, and a pod that runs whole jobs with it. Voice samples are real speech
 
 from __future__ import annotations
 
+import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from avatar_runtime.engines import xtts_batching
-from avatar_runtime.engines.base import VoiceSample
+from avatar_runtime.engines import registry, xtts_batching
+from avatar_runtime.engines.base import Renderer, VoiceSample
+from avatar_runtime.engines.ditto_renderer import DittoRenderer
 from avatar_runtime.engines.piper_tts import PiperTTS
 from avatar_runtime.engines.xtts_tts import XttsTTS
 from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.inputs.voice import VOICE_RATE, decode_voice
-from avatar_runtime.settings import Limits
-from tests.engines import xtts_volume
+from avatar_runtime.jobs import JobSpec
+from avatar_runtime.pipeline.runner import Pipeline
+from avatar_runtime.settings import Limits, QualitySettings, RuntimeSettings
+from tests.engines import volume, xtts_volume
 from tests.pipeline.media import decode_mp4, write_wav
 from tests.server.harness import job_body, start_runtime, wait_for
 
@@ -168,7 +174,7 @@ def test_what_xtts_cannot_speak_is_a_typed_error(
 
 
 def test_languages_are_those_of_the_model_whose_text_front_end_is_installed(xtts: XttsTTS) -> None:
-    assert {"en", "de", "fr", "es", "hi", "ar"} <= xtts.languages
+    assert {"en", "de", "fr", "es", "hi", "ar", "ko"} <= xtts.languages
     assert xtts.synthesize("Guten Tag.", language="de-DE").duration > 0  # a region is fine
     # Japanese needs cutlet, which coqui-tts does not install: not offered rather than failing.
     assert "ja" not in xtts.languages
@@ -222,3 +228,34 @@ def test_a_pod_clones_the_job_s_voice_and_turns_bad_samples_away(
         assert not any((runtime.out / name).exists() for name in failures)
     finally:
         runtime.stop()
+
+
+@pytest.mark.parametrize(("renderer", "asr_first"), [("embedded", True), ("ditto", False)])
+def test_the_asr_runs_first_only_for_a_renderer_that_follows_words(
+    tmp_path: Path,
+    xtts: XttsTTS,
+    engines: registry.Engines,
+    portrait_png: Path,
+    renderer: str,
+    asr_first: bool,
+) -> None:
+    """XTTS gives no phoneme timings: the embedded renderer then needs the ASR's words
+    before it starts, while Ditto (here its stand-in) is driven by the audio alone."""
+    if renderer == "ditto":
+        drawing: Renderer[Any] = DittoRenderer(volume.build(tmp_path / "models", "ditto"))
+    else:
+        drawing = engines.renderer
+    settings = RuntimeSettings(quality=QualitySettings(max_wer=100))
+    pipeline = Pipeline(replace(engines, tts=xtts, renderer=drawing), settings)
+    stages: list[str] = []
+    try:
+        spec = JobSpec(portrait=str(portrait_png), text="Hello there.", output=str(tmp_path / "o"))
+        result = pipeline.run(spec, progress=lambda stage, _value: stages.append(stage))
+    finally:
+        pipeline.close()
+        sys.modules.pop("stream_pipeline_offline", None)  # the next test imports its own
+        sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]
+    before_render = stages[: stages.index("render")]
+    assert ("asr" in before_render) is asr_first, stages
+    assert result.stages.asr > 0  # it ran either way: the captions and the check need it
+    assert (tmp_path / "o" / "captions.vtt").is_file()

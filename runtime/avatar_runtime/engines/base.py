@@ -127,6 +127,9 @@ class Renderer(Protocol[AvatarT]):
     """Portrait + speech to frames. Each job slot owns its renderer."""
 
     name: str
+    follows_words: bool
+    """Whether the lips follow word timings when the TTS gives no phoneme timings (then the
+    ASR runs before rendering); an audio-driven renderer (Ditto) needs neither."""
 
     def prepare(self, portrait: Frame, *, size: int) -> AvatarT:
         """Find the face and get the portrait ready; raises FaceNotFound."""

@@ -100,6 +100,7 @@ def _to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
 
 class DittoRenderer:
     name = "ditto"
+    follows_words = False  # driven by the audio itself (HuBERT features)
 
     def __init__(self, model_dir: Path, *, scratch: Path | None = None) -> None:
         code = str(model_dir / DITTO_CODE_DIR)

@@ -36,7 +36,7 @@ from avatar_runtime.errors import ErrorCode, JobError
 log = logging.getLogger(__name__)
 
 # Languages whose text front end needs a package coqui-tts does not install itself.
-_LANGUAGE_PACKAGES = {"ja": "cutlet", "zh-cn": "pypinyin", "ko": "hangul_romanize"}
+_LANGUAGE_PACKAGES = {"ja": "cutlet", "zh-cn": "pypinyin"}
 
 
 def _patch_audio_loading() -> None:
@@ -136,7 +136,8 @@ class XttsTTS:
         stop: threading.Event | None = None,
     ) -> Iterator[AudioArray]:
         """Each sentence chunk's audio as soon as it is spoken; checks run before the first."""
-        lang = self._language(language)
+        # The model's language code (zh-cn), and the tokenizer's (zh), as Xtts.inference does.
+        lang = self._language(language).split("-")[0]
         pieces = text_chunks.chunks(text, limit=self._model.tokenizer.char_limits.get(lang, 250))
         if not pieces:
             raise JobError(ErrorCode.TEXT_EMPTY, "The text has nothing that can be spoken.")

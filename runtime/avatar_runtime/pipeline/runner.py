@@ -1,10 +1,10 @@
 """One job, start to finish: inputs → TTS → ASR ‖ (render → encode) → publish.
 
 The engines are loaded once (``Engines.load``) and shared by every job the
-process runs. For a text job the ASR runs beside rendering when the TTS gives
-phoneme timings (Piper), since the renderer needs only those, and before it
-when it gives none (XTTS-v2), since the renderer then follows the words; a
-failed intelligibility check stops the render at the next frame. Nothing
+process runs. For a text job the ASR runs beside rendering, unless the TTS
+gives no phoneme timings (XTTS-v2) and the renderer follows words (the
+embedded one): then it runs first. A failed intelligibility check stops the
+render at the next frame. Nothing
 reaches the output location until every file is complete.
 """
 
@@ -131,7 +131,7 @@ class Pipeline:
                     text, language=spec.language, voice=voice, stop=stop
                 )
             self._check_duration(speech)
-            if speech.phones is None:
+            if speech.phones is None and self.engines.renderer.follows_words:
                 # No phoneme timings from this TTS: the renderer shapes the lips from the
                 # ASR's word timings, so the ASR runs first instead of beside rendering.
                 report("asr", _PROGRESS["asr"])

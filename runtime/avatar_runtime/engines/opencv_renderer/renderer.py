@@ -34,6 +34,7 @@ class OpenCVAvatar:
 
 class OpenCVRenderer:
     name = "embedded"  # what a resource asks for: renderer: embedded
+    follows_words = True
 
     def __init__(self) -> None:
         self._finder = FaceFinder()
