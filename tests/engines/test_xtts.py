@@ -54,7 +54,8 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Five seconds of real speech (Piper), as a user's voice sample."""
     piper = PiperTTS()
     said = piper.synthesize(
-        "Good morning. This is a recording of my voice, for the avatar to speak with.",
+        "Good morning, everyone. This is a recording of my own voice, made so that the"
+        " avatar can speak with it in every video from now on.",
         language="en",
     )
     path = tmp_path_factory.mktemp("voices") / "me.wav"

@@ -66,6 +66,13 @@ def test_sound_is_counted_in_frames_above_the_noise_floor() -> None:
     assert sound_seconds(np.concatenate([_sine(3, 16_000), quiet]), 16_000) == pytest.approx(3)
 
 
+def test_a_quiet_recording_counts_as_much_sound_as_a_loud_one() -> None:
+    """Speech recorded 30 dB down (peaks near -36 dBFS) is still 4 s of speech."""
+    loud = _talk(4, pause=0.5)
+    assert sound_seconds(loud * 0.03, 16_000) == pytest.approx(sound_seconds(loud, 16_000))
+    assert sound_seconds(loud, 16_000) == pytest.approx(4, abs=0.05)
+
+
 def test_urls_and_paths_are_samples_anything_else_a_voice_name() -> None:
     assert is_sample("gs://b/voice.wav")
     assert is_sample("/data/voice.wav")

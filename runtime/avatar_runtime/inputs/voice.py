@@ -21,8 +21,10 @@ from avatar_runtime.settings import FetchSettings, Limits
 VOICE_RATE = 22_050
 """XTTS-v2 conditions on 22.05 kHz audio; decoding straight to it saves a resample."""
 
-SOUND_RMS = 10 ** (-40 / 20)
-"""A 20 ms frame louder than -40 dBFS counts as sound, not room noise or a pause."""
+SOUND_BELOW_PEAK = 10 ** (-35 / 20)
+"""A 20 ms frame within 35 dB of the loudest counts as sound, not room noise or a pause:
+relative, so a quietly recorded sample is judged as fairly as a loud one."""
+SOUND_FLOOR = 10 ** (-60 / 20)
 
 # decode_audio's codes, as a voice sample's: the user fixes a different field and file.
 _AS_VOICE = {
@@ -78,4 +80,5 @@ def sound_seconds(samples: AudioArray, sample_rate: int) -> float:
         return 0.0
     frames = samples[: count * frame].reshape(count, frame).astype(np.float64)
     rms = np.sqrt(np.mean(frames**2, axis=1))
-    return float(np.count_nonzero(rms > SOUND_RMS)) / 50
+    threshold = max(SOUND_FLOOR, float(rms.max()) * SOUND_BELOW_PEAK)
+    return float(np.count_nonzero(rms > threshold)) / 50
