@@ -69,7 +69,8 @@ def test_sound_is_counted_in_frames_above_the_noise_floor() -> None:
 def test_a_quiet_recording_counts_as_much_sound_as_a_loud_one() -> None:
     """Speech recorded 30 dB down (peaks near -36 dBFS) is still 4 s of speech."""
     loud = _talk(4, pause=0.5)
-    assert sound_seconds(loud * 0.03, 16_000) == pytest.approx(sound_seconds(loud, 16_000))
+    quiet = (loud * 0.03).astype(np.float32)
+    assert sound_seconds(quiet, 16_000) == pytest.approx(sound_seconds(loud, 16_000))
     assert sound_seconds(loud, 16_000) == pytest.approx(4, abs=0.05)
 
 
