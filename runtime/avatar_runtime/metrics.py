@@ -88,6 +88,13 @@ class RuntimeMetrics:
             registry=r,
         )
         self.slots = Gauge("avatar_runtime_slots", "Job slots by state.", ["state"], registry=r)
+        self.tts_batch_size = Histogram(
+            "avatar_runtime_tts_batch_size",
+            "Speech chunks generated together by a batching TTS (XTTS-v2), per batch; a mean"
+            " near 1 with busy slots means the slots rarely speak at once.",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16),
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "avatar_runtime_queue_depth", "Jobs waiting for a slot.", registry=r
         )

@@ -33,7 +33,7 @@ from avatar_runtime.pipeline.runner import Pipeline
 from avatar_runtime.settings import Limits, QualitySettings, RuntimeSettings
 from tests.engines import volume, xtts_volume
 from tests.pipeline.media import decode_mp4, write_wav
-from tests.server.harness import job_body, start_runtime, wait_for
+from tests.server.harness import iter_metrics, job_body, start_runtime, wait_for
 
 TOKENS = 12  # audio tokens per chunk (~0.56 s): random weights never stop on their own
 SECONDS_PER_CHUNK = TOKENS * 1024 / 22_050  # XTTS-v2 makes 1024 samples (at 22.05 kHz) a token
@@ -61,6 +61,16 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("voices") / "me.wav"
     write_wav(path, said.samples, said.sample_rate)
     return path
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    found = [
+        value
+        for metric, tags, value in iter_metrics(text)
+        if metric == name and all(f'{k}="{v}"' in labels for k, v in tags.items())
+    ]
+    assert found, f"{name} not exported"
+    return found[0]
 
 
 def _sample(path: Path) -> VoiceSample:
@@ -216,9 +226,14 @@ def test_a_pod_clones_the_job_s_voice_and_turns_bad_samples_away(
                 body["inputs"]["voice"] = str(sample)
                 assert api.post("/v1/jobs", json=body).status_code == 202
                 failures[name] = wait_for(api, name, states={"succeeded", "failed"}, timeout=60)
+            metrics = api.get("/metrics").text
         video = decode_mp4(runtime.out / "cloned" / "video.mp4")
         assert video.audio_seconds == pytest.approx(40 * 1024 / 22_050, abs=0.3)  # one chunk
         assert (runtime.out / "cloned" / "captions.vtt").is_file()
+        # Every chunk the pod spoke (warm-up included) went through the batcher, and shows.
+        assert metric_value(metrics, "avatar_runtime_tts_batch_size_count") >= 2
+        # Measured as it loaded: nothing on a machine without a GPU, but exported.
+        assert metric_value(metrics, "avatar_runtime_model_gpu_memory_bytes", 'model="xtts"') == 0
         codes = {name: job["error"]["code"] for name, job in failures.items()}
         assert codes == {
             "silent": "VoiceSilent",

@@ -134,6 +134,8 @@ class Batcher:
         self._queue: queue.Queue[Request] = queue.Queue()
         self.batches: list[int] = []
         """Sizes of the most recent batches (for tests and logs), newest last."""
+        self.on_batch: Callable[[int], None] | None = None
+        """Called with each batch's size (the pod counts them in its metrics)."""
         self._thread = threading.Thread(target=self._loop, name="xtts-batcher", daemon=True)
         self._thread.start()
 
@@ -155,6 +157,8 @@ class Batcher:
         while True:
             batch = self._take()
             self.batches = [*self.batches[-99:], len(batch)]
+            if self.on_batch is not None:
+                self.on_batch(len(batch))
             try:
                 results = self._run(batch)
             except BaseException as exc:  # every waiter hears of it; the thread carries on

@@ -93,6 +93,9 @@ class RuntimePod:
             self.metrics.model_load.labels(model).set(seconds)
         for model, footprint in shared.gpu_footprints.items():
             self.metrics.model_gpu_memory.labels(model).set(footprint.bytes)
+        batcher = getattr(shared.tts, "batcher", None)  # a TTS that speaks slots together
+        if batcher is not None:
+            batcher.on_batch = self.metrics.tts_batch_size.observe
         if self.settings.slots.count == "auto":
             self._resize(gpu.slots_after_load(
                 self.settings.slots,
