@@ -152,7 +152,10 @@ def test_an_item_in_a_padded_batch_is_computed_as_it_would_be_alone(xtts: XttsTT
 
 
 def test_chunks_from_several_slots_are_spoken_in_one_batch(model_dir: Path) -> None:
-    engine = XttsTTS(model_dir, device="cpu", max_audio_tokens=TOKENS, batch_window=0.5)
+    # A batch closes when 3 chunks are in, or after 5 s: room for a slow CI machine.
+    engine = XttsTTS(
+        model_dir, device="cpu", max_audio_tokens=TOKENS, max_batch=3, batch_window=5.0
+    )
     results: dict[int, float] = {}
 
     def slot(number: int) -> None:
