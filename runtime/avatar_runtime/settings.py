@@ -65,6 +65,12 @@ class EngineSettings(BaseModel):
         "embedded",
         description="'embedded': the OpenCV renderer (CPU); 'ditto': Ditto from the model volume.",
     )
+    ditto_online: bool = Field(
+        False,
+        description="Ditto's online (streaming) mode: with a TTS that streams (XTTS-v2),"
+        " frames start on the first sentence while the rest is spoken. Offline (the"
+        " default) takes whole clips, as Ditto's PyTorch configuration ships.",
+    )
     model_dir: Path | None = Field(
         None,
         description="The model volume (XTTS-v2, Ditto's code and weights, Whisper models);"

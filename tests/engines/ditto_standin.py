@@ -1,13 +1,16 @@
 """A stand-in for Ditto's ``StreamSDK``, written for these tests (no Ditto code or weights here).
 
 ``tests/engines/volume.py`` copies it onto a test model volume as
-``ditto/code/stream_pipeline_offline.py``, the module a pod imports from a real volume.
+``ditto/code/stream_pipeline_offline.py`` and ``stream_pipeline_online.py``, the
+modules a pod imports from a real volume.
 
 Same interface as the parts of ``StreamSDK`` the runtime's adapter uses: it is
 built from a config pickle and a checkpoint folder, registers a portrait
 (refusing one without a face), takes audio features on ``audio2motion_queue``,
 and hands ``N_d`` RGB frames to ``self.writer`` from a worker thread, which
-``close()`` joins. The frames are the portrait, brightened frame by frame, so
+``close()`` joins. In online mode it takes audio windows through ``run_chunk``
+instead and, as Ditto does, holds the first window's frames back until the end.
+The frames are the portrait, brightened frame by frame, so
 a test can tell them apart. Only the runtime's tests load it, from a model
 volume they build, exactly as a pod loads the real one.
 """
@@ -18,6 +21,7 @@ import math
 import pickle
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ import cv2
 import numpy as np
 
 registrations: list[str] = []  # every registration run, for the tests to count
+online_windows: list[float] = []  # monotonic time of every run_chunk, for the tests
 
 
 class _Writer:
@@ -40,6 +45,10 @@ class _Wav2Feat:
 
     def wav2feat(self, audio: np.ndarray, sr: int = 16000) -> np.ndarray:
         return np.zeros((math.ceil(len(audio) / 640), self.feat_dim), dtype=np.float32)
+
+    def __call__(self, audio_chunk: np.ndarray, chunksize: tuple[int, int, int]) -> np.ndarray:
+        assert len(audio_chunk) == int(sum(chunksize) * 0.04 * 16000) + 80, len(audio_chunk)
+        return np.zeros((chunksize[1], self.feat_dim), dtype=np.float32)
 
 
 def _register(source_path: str, **kwargs: Any) -> dict[str, Any]:
@@ -60,6 +69,7 @@ class StreamSDK:
         self.N_d = -1
 
     def setup(self, source_path: str, output_path: str, **kwargs: Any) -> None:
+        self.online_mode = kwargs.get("online_mode", False)
         self.source_info = self.avatar_registrar(source_path, max_dim=1920, n_frames=-1)
         self.writer: Any = _Writer()
         self.stop_event = threading.Event()
@@ -72,16 +82,45 @@ class StreamSDK:
     def setup_Nd(self, N_d: int, **kwargs: Any) -> None:  # noqa: N802, N803 - Ditto's names
         self.N_d = N_d
 
+    def run_chunk(self, audio_chunk: np.ndarray, chunksize: tuple[int, int, int]) -> None:
+        online_windows.append(time.monotonic())
+        self.audio2motion_queue.put(self.wav2feat(audio_chunk, chunksize=chunksize))
+
+    def _frame(self, index: int) -> None:
+        source = self.source_info["img_rgb_lst"][0]
+        frame = np.clip(source.astype(np.int16) + index % 50, 0, 255).astype(np.uint8)
+        self.writer(frame, fmt="rgb")
+
+    def _online_worker(self) -> None:
+        made, held = 0, 0
+        while not self.stop_event.is_set():  # as Ditto's workers: poll, so a stop ends them
+            try:
+                features = self.audio2motion_queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if features is None:
+                break
+            if not held:
+                held = len(features)  # the first window only primes the motion model
+                continue
+            for _ in range(len(features)):
+                self._frame(made)
+                made += 1
+        for _ in range(held if not self.stop_event.is_set() else 0):
+            self._frame(made)
+            made += 1
+
     def _worker(self) -> None:
+        if self.online_mode:
+            self._online_worker()
+            return
         features = self.audio2motion_queue.get()
         if features is None:
             return
-        source = self.source_info["img_rgb_lst"][0]
         for index in range(self.N_d):
             if self.stop_event.is_set():
                 return
-            frame = np.clip(source.astype(np.int16) + index % 50, 0, 255).astype(np.uint8)
-            self.writer(frame, fmt="rgb")
+            self._frame(index)
         self.audio2motion_queue.get()  # the None close() sends
 
     def close(self) -> None:

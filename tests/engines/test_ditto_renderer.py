@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from avatar_runtime.engines.base import Speech
+from avatar_runtime.engines.base import Speech, frame_count
 from avatar_runtime.engines.ditto_renderer import DittoRenderer
 from avatar_runtime.errors import ErrorCode, JobError
 from tests.engines import volume
@@ -33,6 +33,7 @@ def model_dir(tmp_path: Path) -> Iterator[Path]:
     root = volume.build(tmp_path / "models", "ditto")
     yield root
     sys.modules.pop("stream_pipeline_offline", None)  # each test imports its own volume's
+    sys.modules.pop("stream_pipeline_online", None)
     sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]
 
 
@@ -129,3 +130,63 @@ def test_a_pod_with_a_file_missing_never_becomes_ready_and_names_it(
         assert httpx.get(f"{runtime.url}/readyz", timeout=5).status_code == 503
     finally:
         runtime.stop()
+
+
+@pytest.fixture
+def online(model_dir: Path) -> Iterator[DittoRenderer]:
+    yield DittoRenderer(model_dir, scratch=model_dir / "scratch", online=True)
+    sys.modules.pop("stream_pipeline_online", None)
+
+
+def _pieces(seconds: list[float], rate: int = 24_000) -> Iterator[np.ndarray]:
+    for length in seconds:
+        yield (0.1 * np.sin(np.linspace(0, 900, int(length * rate)))).astype(np.float32)
+
+
+def test_online_mode_covers_speech_that_arrives_in_chunks_at_any_rate(
+    online: DittoRenderer,
+) -> None:
+    avatar = online.prepare(_portrait(), size=96)
+    for fps in (25, 30, 10):
+        frames = list(online.stream(avatar, _pieces([0.7, 0.9, 0.4]), sample_rate=24_000, fps=fps))
+        assert len(frames) == frame_count(2.0, fps), fps
+        assert {f.shape for f in frames} == {(96, 96, 3)}
+    whole = list(online.frames(avatar, _speech(1.5), fps=25))  # a whole clip, through online
+    assert len(whole) == frame_count(1.5, 25)
+
+
+def test_online_mode_gives_frames_before_the_rest_of_the_speech_exists(
+    online: DittoRenderer,
+) -> None:
+    """Time to first frame: a frame must come out while the second chunk is not spoken yet."""
+    avatar = online.prepare(_portrait(), size=64)
+    first_frame = threading.Event()
+
+    def speech() -> Iterator[np.ndarray]:
+        yield from _pieces([1.0])
+        assert first_frame.wait(10), "no frame came before the rest of the speech"
+        yield from _pieces([1.0])
+
+    frames = online.stream(avatar, speech(), sample_rate=24_000, fps=25)
+    first = next(frames)
+    first_frame.set()
+    assert len([first, *frames]) == 50
+
+
+def test_online_mode_raises_the_speech_s_own_error_and_stops_ditto(
+    online: DittoRenderer,
+) -> None:
+    avatar = online.prepare(_portrait(), size=64)
+    before = threading.active_count()
+
+    def speech() -> Iterator[np.ndarray]:
+        yield from _pieces([1.0])
+        raise JobError(ErrorCode.CANCELLED, "stopped while speaking")
+
+    with pytest.raises(JobError) as raised:
+        list(online.stream(avatar, speech(), sample_rate=24_000, fps=25))
+    assert raised.value.code == ErrorCode.CANCELLED
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,69 @@ def test_the_asr_runs_first_only_for_a_renderer_that_follows_words(
     assert ("asr" in before_render) is asr_first, stages
     assert result.stages.asr > 0  # it ran either way: the captions and the check need it
     assert (tmp_path / "o" / "captions.vtt").is_file()
+
+
+def test_with_ditto_online_the_first_frames_come_while_the_rest_is_spoken(
+    tmp_path: Path, xtts: XttsTTS, engines: registry.Engines, portrait_png: Path
+) -> None:
+    """XTTS-v2 streams its chunks into Ditto's online mode (here Ditto's stand-in): Ditto
+    gets its first audio window before the TTS has begun the last chunk."""
+    ditto = DittoRenderer(volume.build(tmp_path / "models", "ditto"), online=True)
+    windows: list[float] = sys.modules["stream_pipeline_online"].online_windows
+    windows.clear()
+    chunk_starts: list[float] = []
+    xtts.batcher.on_batch = lambda _size: chunk_starts.append(time.monotonic())
+    settings = RuntimeSettings(quality=QualitySettings(max_wer=100))
+    pipeline = Pipeline(replace(engines, tts=xtts, renderer=ditto), settings)
+    sentence = "This sentence is here to make the text longer than one chunk can hold."
+    try:
+        spec = JobSpec(
+            portrait=str(portrait_png),
+            text=" ".join([sentence] * 8),  # three chunks
+            output=str(tmp_path / "o"),
+            fps=30,
+        )
+        result = pipeline.run(spec)
+    finally:
+        xtts.batcher.on_batch = None
+        pipeline.close()
+        sys.modules.pop("stream_pipeline_online", None)
+        sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]
+    assert len(chunk_starts) == 3
+    assert windows
+    assert windows[0] < chunk_starts[-1]
+    video = decode_mp4(tmp_path / "o" / "video.mp4")
+    assert video.audio_seconds == pytest.approx(3 * SECONDS_PER_CHUNK, abs=0.1)
+    assert len(video.frames) == result.frames == round(result.video_seconds * 30)
+    assert result.video_seconds == pytest.approx(video.audio_seconds, abs=1 / 30)
+    assert result.stages.tts > 0
+    assert result.stages.asr > 0
+    assert (tmp_path / "o" / "captions.vtt").is_file()
+
+
+def test_streamed_speech_over_the_length_limit_fails_the_job_with_its_own_code(
+    tmp_path: Path, xtts: XttsTTS, engines: registry.Engines, portrait_png: Path
+) -> None:
+    """The limit is checked as chunks come: the TTS stops, Ditto stops, nothing is written."""
+    ditto = DittoRenderer(volume.build(tmp_path / "models", "ditto"), online=True)
+    limits = Limits(max_audio_seconds=1.0)  # the second chunk passes it
+    settings = RuntimeSettings(limits=limits, quality=QualitySettings(max_wer=100))
+    pipeline = Pipeline(replace(engines, tts=xtts, renderer=ditto), settings)
+    sentence = "This sentence is here to make the text longer than one chunk can hold."
+    before = threading.active_count()
+    try:
+        spec = JobSpec(
+            portrait=str(portrait_png), text=" ".join([sentence] * 8), output=str(tmp_path / "o")
+        )
+        with pytest.raises(JobError) as raised:
+            pipeline.run(spec)
+    finally:
+        pipeline.close()
+        sys.modules.pop("stream_pipeline_online", None)
+        sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]
+    assert raised.value.code == ErrorCode.TEXT_TOO_LONG
+    assert not (tmp_path / "o").exists()
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before  # no TTS, feeder or Ditto thread left

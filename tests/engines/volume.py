@@ -44,4 +44,5 @@ def build(root: Path, *engines: str, whisper: str | None = None) -> Path:
     if "ditto" in engines:
         code = root / model_volume.DITTO_CODE_DIR
         shutil.copy(STANDIN, code / "stream_pipeline_offline.py")
+        shutil.copy(STANDIN, code / "stream_pipeline_online.py")
     return root

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -101,6 +101,24 @@ class TTSEngine(Protocol):
         ...
 
 
+@runtime_checkable
+class StreamingTTS(Protocol):
+    """A TTS that can hand its speech on a chunk at a time (XTTS-v2)."""
+
+    sample_rate: int
+
+    def stream(
+        self,
+        text: str,
+        *,
+        language: str,
+        voice: Voice | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[AudioArray]:
+        """Each chunk's audio as soon as it exists; input errors are raised before the first."""
+        ...
+
+
 class ASREngine(Protocol):
     """Speech to timed words, for captions and the intelligibility check."""
 
@@ -143,3 +161,16 @@ class Renderer(Protocol[AvatarT]):
 def frame_count(duration: float, fps: int) -> int:
     """Frames that cover ``duration``: the video is never shorter than the audio."""
     return max(1, int(np.ceil(duration * fps - 1e-6)))
+
+
+@runtime_checkable
+class StreamingRenderer(Protocol):
+    """A renderer that can start on the first chunk of speech (Ditto's online mode)."""
+
+    streams_audio: bool
+
+    def stream(
+        self, avatar: Any, audio: Iterator[AudioArray], *, sample_rate: int, fps: int
+    ) -> Iterator[Frame]:
+        """Frames as the speech arrives; ``frame_count(total, fps)`` of them in all."""
+        ...

@@ -32,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from avatar_runtime.engines.base import Frame, Speech, frame_count
+from avatar_runtime.engines.base import AudioArray, Frame, Speech, frame_count
 from avatar_runtime.engines.model_volume import DITTO_CHECKPOINTS_DIR, DITTO_CODE_DIR
 from avatar_runtime.errors import ErrorCode, JobError
 
@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 
 DITTO_FPS = 25  # Ditto's audio features and motion run at 25 frames per second
 DITTO_RATE = 16_000
+# Online mode, as Ditto's own inference script feeds it: HuBERT windows of (3, 5, 2)
+# feature frames of 640 samples (past context, new, look-ahead), one every 5 frames (0.2 s),
+# after 3 frames of leading silence; the last windows are padded with silence.
+ONLINE_CHUNK = (3, 5, 2)
+ONLINE_WINDOW = int(sum(ONLINE_CHUNK) * 0.04 * DITTO_RATE) + 80  # 6480 samples
+ONLINE_STEP = ONLINE_CHUNK[1] * 640  # 3200 samples
 _REGISTRATIONS_KEPT = 32
 
 
@@ -102,11 +108,16 @@ class DittoRenderer:
     name = "ditto"
     follows_words = False  # driven by the audio itself (HuBERT features)
 
-    def __init__(self, model_dir: Path, *, scratch: Path | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, *, scratch: Path | None = None, online: bool = False
+    ) -> None:
         code = str(model_dir / DITTO_CODE_DIR)
         if code not in sys.path:
             sys.path.insert(0, code)
-        pipeline = importlib.import_module("stream_pipeline_offline")
+        self.streams_audio = online
+        """Online mode: frames start from the first chunk of speech, while the rest is made."""
+        module = "stream_pipeline_online" if online else "stream_pipeline_offline"
+        pipeline = importlib.import_module(module)
         cfg, data_root = _checkpoints(model_dir)
         log.info("loading Ditto from %s (%s)", data_root, cfg.name)
         self._sdk = pipeline.StreamSDK(str(cfg), str(data_root))
@@ -147,6 +158,87 @@ class DittoRenderer:
         return DittoAvatar(size=size, poster=framed, path=path)
 
     def frames(self, avatar: DittoAvatar, speech: Speech, *, fps: int) -> Generator[Frame]:
+        if self.streams_audio:
+            whole = iter([speech.samples])
+            return self.stream(avatar, whole, sample_rate=speech.sample_rate, fps=fps)
+        return self._offline(avatar, speech, fps=fps)
+
+    def stream(
+        self, avatar: DittoAvatar, audio: Iterator[AudioArray], *, sample_rate: int, fps: int
+    ) -> Generator[Frame]:
+        """Online mode: frames as the speech arrives; ``frame_count(total, fps)`` in all.
+
+        A feeder thread hands Ditto's ``run_chunk`` each window as soon as the speech
+        covers it, so the first frames come while the TTS is still speaking.
+        """
+        sink: queue.Queue[Frame | None] = queue.Queue(maxsize=64)
+        sdk = self._sdk
+        failure: list[BaseException] = []
+        received = [0]  # samples of speech so far, at ``sample_rate``
+
+        def feed() -> None:
+            buffer = np.zeros(ONLINE_CHUNK[0] * 640, dtype=np.float32)
+            try:
+                for piece in audio:
+                    received[0] += len(piece)
+                    buffer = np.concatenate([buffer, _to_16k(piece, sample_rate)])
+                    while len(buffer) >= ONLINE_WINDOW:
+                        sdk.run_chunk(buffer[:ONLINE_WINDOW], ONLINE_CHUNK)
+                        buffer = buffer[ONLINE_STEP:]
+                for start in range(0, len(buffer), ONLINE_STEP):
+                    window = buffer[start : start + ONLINE_WINDOW]
+                    sdk.run_chunk(np.pad(window, (0, ONLINE_WINDOW - len(window))), ONLINE_CHUNK)
+                sdk.close()  # flushes Ditto's threads; its writer (our sink) then ends
+            except BaseException as exc:  # the speech failed (or was stopped), or Ditto did
+                failure.append(exc)
+                stop = getattr(sdk, "stop_event", None)
+                if stop is not None:
+                    stop.set()
+                sink.put(None)
+
+        with tempfile.TemporaryDirectory(prefix="ditto-") as out:
+            sdk.setup(str(avatar.path), str(Path(out) / "ditto.mp4"), online_mode=True)
+            sdk.writer.close()  # Ditto's own MP4 writer is never used
+            sdk.writer = _FrameSink(sink)
+            feeder = threading.Thread(target=feed, name="ditto-feed", daemon=True)
+            feeder.start()
+            index, last = 0, avatar.poster
+            try:
+                taken = 0
+                while (frame := sink.get()) is not None:
+                    last, taken = self._fit(frame, avatar), taken + 1
+                    # Job frames whose source frame has come, never past the speech so far.
+                    ready = frame_count(received[0] / sample_rate, fps)
+                    while index < ready and int(index * DITTO_FPS / fps) < taken:
+                        yield last
+                        index += 1
+                if failure:
+                    error = failure[0]
+                    if isinstance(error, JobError):
+                        raise error
+                    raise JobError(ErrorCode.INTERNAL, f"Ditto failed: {error!r}") from error
+                for _ in range(index, frame_count(received[0] / sample_rate, fps)):
+                    yield last  # Ditto's last frames may trail the speech by a window
+            finally:
+                if feeder.is_alive():  # stopped early (a cancel): unblock Ditto's threads
+                    stop = getattr(sdk, "stop_event", None)
+                    if stop is not None:
+                        stop.set()
+                    while feeder.is_alive():
+                        try:
+                            sink.get(timeout=0.1)
+                        except queue.Empty:
+                            continue
+                feeder.join()
+
+    @staticmethod
+    def _fit(frame: Frame, avatar: DittoAvatar) -> Frame:
+        if frame.shape[:2] == (avatar.size, avatar.size):
+            return frame
+        size = (avatar.size, avatar.size)
+        return np.asarray(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+    def _offline(self, avatar: DittoAvatar, speech: Speech, *, fps: int) -> Generator[Frame]:
         audio = _to_16k(speech.samples, speech.sample_rate)
         native = frame_count(len(audio) / DITTO_RATE, DITTO_FPS)
         wanted = frame_count(speech.duration, fps)
@@ -207,11 +299,7 @@ class DittoRenderer:
                     taken = native  # ended early: hold the last frame
                     break
                 last, taken = frame, taken + 1
-            if last.shape[:2] != (avatar.size, avatar.size):
-                last = np.asarray(
-                    cv2.resize(last, (avatar.size, avatar.size), interpolation=cv2.INTER_AREA),
-                    dtype=np.uint8,
-                )
+            last = self._fit(last, avatar)
             yield last
         while taken < native - 1 and sink.get() is not None:  # let Ditto's threads finish
             taken += 1

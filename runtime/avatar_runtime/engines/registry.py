@@ -95,7 +95,7 @@ def _ditto(settings: EngineSettings) -> Renderer[Any]:
 
     if settings.model_dir is None:
         raise ValueError("the ditto renderer needs a model volume: set engines.model_dir")
-    return DittoRenderer(settings.model_dir)
+    return DittoRenderer(settings.model_dir, online=settings.ditto_online)
 
 
 def check_volume(settings: EngineSettings) -> None:

@@ -25,7 +25,12 @@ _AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 4
 
 
 class Mp4Writer:
-    """Write frames one at a time; the audio track is laid alongside as frames arrive."""
+    """Write frames one at a time; the audio track is laid alongside as frames arrive.
+
+    The audio is given whole at the start, or added as it is made (``add_audio``)
+    when rendering follows a streaming TTS; either way it is sent in step with
+    the frames and ends with the last one.
+    """
 
     def __init__(
         self,
@@ -33,12 +38,12 @@ class Mp4Writer:
         *,
         size: int,
         fps: int,
-        audio: AudioArray,
+        audio: AudioArray | None = None,
         sample_rate: int,
         settings: VideoSettings,
     ) -> None:
+        self._source_rate = sample_rate
         if sample_rate not in _AAC_RATES:
-            audio = resample(audio, from_rate=sample_rate, to_rate=48_000)
             sample_rate = 48_000
         self._container = av.open(str(path), "w", options={"movflags": "+faststart"})
         self._video = self._container.add_stream(
@@ -52,11 +57,19 @@ class Mp4Writer:
         self._video.thread_count = settings.encoder_threads or max(1, (os.cpu_count() or 1) // 2)
         self._audio = self._container.add_stream("aac", rate=sample_rate, layout="mono")
         self._audio.bit_rate = settings.audio_bitrate
-        self._samples = np.ascontiguousarray(audio, dtype=np.float32)
         self._sample_rate = sample_rate
+        self._samples = np.zeros(0, dtype=np.float32)
+        if audio is not None:
+            self.add_audio(audio)
         self._fps = fps
         self._frames = 0
         self._audio_sent = 0
+
+    def add_audio(self, samples: AudioArray) -> None:
+        """More of the soundtrack, as a streaming TTS makes it (at the rate given at start)."""
+        if self._source_rate != self._sample_rate:
+            samples = resample(samples, from_rate=self._source_rate, to_rate=self._sample_rate)
+        self._samples = np.concatenate([self._samples, np.asarray(samples, dtype=np.float32)])
 
     def write(self, frame: Frame) -> None:
         yuv = np.asarray(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420), np.uint8)
@@ -80,8 +93,14 @@ class Mp4Writer:
         self._audio_sent = until
 
     def close(self) -> None:
-        """Flush both encoders and write the index. Call once, after the last frame."""
-        self._send_audio(until=len(self._samples))
+        """Flush both encoders and write the index. Call once, after the last frame.
+
+        The soundtrack ends with the last frame: cut there, or padded with silence.
+        """
+        end = round(self._frames * self._sample_rate / self._fps)
+        if len(self._samples) < end:
+            self._samples = np.pad(self._samples, (0, end - len(self._samples)))
+        self._send_audio(until=end)
         self._container.mux(self._video.encode(None))
         self._container.mux(self._audio.encode(None))
         self._container.close()

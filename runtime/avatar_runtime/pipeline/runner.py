@@ -20,7 +20,15 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from avatar_runtime.engines.base import PreparedAvatar, Speech, Transcript, Voice, frame_count
+from avatar_runtime.engines.base import (
+    PreparedAvatar,
+    Speech,
+    StreamingRenderer,
+    StreamingTTS,
+    Transcript,
+    Voice,
+    frame_count,
+)
 from avatar_runtime.engines.registry import Engines
 from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.inputs import voice as voice_input
@@ -30,6 +38,7 @@ from avatar_runtime.inputs.speech import clean_text, decode_audio
 from avatar_runtime.jobs import JobResult, JobSpec, Outputs, StageSeconds
 from avatar_runtime.pipeline import audio, captions, intelligibility
 from avatar_runtime.pipeline.encoding import Mp4Writer, write_thumbnail
+from avatar_runtime.pipeline.speech_feed import SpeechFeed
 from avatar_runtime.pipeline.storage import OutputTarget, scratch_dir
 from avatar_runtime.settings import RuntimeSettings
 
@@ -122,9 +131,12 @@ class Pipeline:
             avatar = self._prepare_avatar(spec)
             recording = self._fetch_recording(spec) if spec.audio is not None else None
 
-        transcript_future: Future[tuple[Transcript, float | None]]
+        transcript_future: Future[tuple[Transcript, float | None]] = Future()
+        speech: Speech | None = None  # a streaming render makes it as it goes
         _check_stop(stop)
-        if text is not None:
+        if text is not None and self._streams():
+            report("tts", _PROGRESS["tts"])
+        elif text is not None:
             report("tts", _PROGRESS["tts"])
             with timer.stage("tts"):
                 speech = self.engines.tts.synthesize(
@@ -140,16 +152,7 @@ class Pipeline:
                 transcript_future = Future()
                 transcript_future.set_result((transcript, wer))
             else:
-                # Run in a copy of this context, so the ASR's log lines carry the job id.
-                transcript_future = self._asr_pool.submit(
-                    contextvars.copy_context().run,
-                    self._transcribe_and_check,
-                    speech,
-                    spec,
-                    text,
-                    timer,
-                    stop,
-                )
+                transcript_future = self._start_asr(speech, spec, text, timer, stop)
         else:
             assert recording is not None
             speech = recording
@@ -162,7 +165,13 @@ class Pipeline:
         _check_stop(stop)
         with scratch_dir(self.settings.work_dir) as scratch:
             try:
-                files = self._render(spec, avatar, speech, scratch, timer, report, stop)
+                if speech is None:
+                    assert text is not None
+                    files, speech, transcript_future = self._render_streaming(
+                        spec, text, voice, avatar, scratch, timer, report, stop
+                    )
+                else:
+                    files = self._render(spec, avatar, speech, scratch, timer, report, stop)
             except JobError as error:
                 # A render stopped by a failed intelligibility check reports that failure.
                 if error.code is ErrorCode.CANCELLED and transcript_future.done():
@@ -313,6 +322,105 @@ class Pipeline:
             tick = time.perf_counter()
         timer.add("encode", time.perf_counter() - tick)
         return {"video": video_path, "thumbnail": thumb_path}
+
+    def _streams(self) -> bool:
+        """Speech goes to the renderer chunk by chunk where both ends can (XTTS-v2 + Ditto
+        online): the first frames come while the rest is still being spoken."""
+        renderer, tts = self.engines.renderer, self.engines.tts
+        return (
+            isinstance(renderer, StreamingRenderer)
+            and renderer.streams_audio
+            and isinstance(tts, StreamingTTS)
+        )
+
+    def _render_streaming(
+        self,
+        spec: JobSpec,
+        text: str,
+        voice: Voice | None,
+        avatar: PreparedAvatar,
+        scratch: Path,
+        timer: _Timer,
+        report: ProgressCallback,
+        stop: threading.Event,
+    ) -> tuple[dict[str, Path], Speech, Future[tuple[Transcript, float | None]]]:
+        """TTS ‖ render → encode; the ASR starts once the speech is complete."""
+        tts, renderer = self.engines.tts, self.engines.renderer
+        assert isinstance(tts, StreamingTTS)
+        assert isinstance(renderer, StreamingRenderer)
+        feed = SpeechFeed(
+            lambda: tts.stream(text, language=spec.language, voice=voice, stop=stop),
+            sample_rate=tts.sample_rate,
+            max_seconds=self.settings.limits.max_audio_seconds,
+            on_done=lambda seconds: timer.add("tts", seconds),
+        )
+        video_path, thumb_path = scratch / "video.mp4", scratch / "thumbnail.jpg"
+        write_thumbnail(avatar.poster, thumb_path)
+        frames = renderer.stream(avatar, feed.chunks(), sample_rate=feed.sample_rate, fps=spec.fps)
+        asr: Future[tuple[Transcript, float | None]] | None = None
+        span = _PROGRESS["upload"] - _PROGRESS["render"]
+        count = 0
+        try:
+            with Mp4Writer(
+                video_path,
+                size=spec.resolution,
+                fps=spec.fps,
+                sample_rate=feed.sample_rate,
+                settings=self.settings.video,
+            ) as writer:
+                while True:
+                    _check_stop(stop)
+                    tick = time.perf_counter()
+                    frame = next(frames, None)
+                    if frame is None:
+                        break
+                    tock = time.perf_counter()
+                    writer.add_audio(feed.take_new())
+                    writer.write(frame)
+                    timer.add("render", tock - tick)
+                    timer.add("encode", time.perf_counter() - tock)
+                    count += 1
+                    if asr is None and feed.finished.is_set() and feed.error is None:
+                        asr = self._start_asr(feed.speech(), spec, text, timer, stop)
+                    if count % max(1, spec.fps // 2) == 0:
+                        expected = max(count + 1, frame_count(feed.seconds(), spec.fps))
+                        report("render", _PROGRESS["render"] + span * count / expected)
+                writer.add_audio(feed.take_new())
+        except BaseException:
+            first = feed.error  # set before the renderer heard of it: the speech failed first
+            stop.set()  # the TTS stops at its next chunk
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()  # the renderer's cleanup stops its threads
+            feed.join()
+            if first is not None:
+                raise first from None
+            raise
+        speech = feed.speech()
+        self._check_duration(speech)
+        if count != frame_count(speech.duration, spec.fps):
+            raise JobError(
+                ErrorCode.INTERNAL,
+                f"The {renderer.name} renderer gave {count} frames for"
+                f" {speech.duration:.2f} s at {spec.fps} fps.",
+            )
+        if asr is None:
+            asr = self._start_asr(speech, spec, text, timer, stop)
+        return {"video": video_path, "thumbnail": thumb_path}, speech, asr
+
+    def _start_asr(
+        self, speech: Speech, spec: JobSpec, text: str, timer: _Timer, stop: threading.Event
+    ) -> Future[tuple[Transcript, float | None]]:
+        # Run in a copy of this context, so the ASR's log lines carry the job id.
+        return self._asr_pool.submit(
+            contextvars.copy_context().run,
+            self._transcribe_and_check,
+            speech,
+            spec,
+            text,
+            timer,
+            stop,
+        )
 
 
 def _check_stop(stop: threading.Event) -> None:
