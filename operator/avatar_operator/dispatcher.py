@@ -237,10 +237,7 @@ class Dispatcher:
             self._close_timers(job)
             self._queue(job).remove(job.uid)
             pod = job.pod
-            if job.task is not None:
-                job.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await job.task
+            await _stop_following(job)
         phase = (body.get("status") or {}).get("phase")
         if pod and (job is not None or phase == st.RUNNING):
             await self._cancel_on_pod(ref, pod)
@@ -543,10 +540,7 @@ class Dispatcher:
         job.closed = True  # no attempt's ending may write after this
         self._queue(job).remove(job.uid)
         pod = job.pod
-        if job.task is not None:
-            job.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await job.task
+        await _stop_following(job)
         if pod and job.phase == st.RUNNING:
             await self._cancel_on_pod(job.ref, pod)
         error = ErrorInfo(
@@ -693,3 +687,11 @@ class Dispatcher:
                 depth, seconds, running = figures.get(job.spec.pool, (0, 0.0, 0))
                 figures[job.spec.pool] = (depth, seconds, running + 1)
         return figures
+
+
+async def _stop_following(job: Job) -> None:
+    """End the task that follows the job's attempt, and wait until it has."""
+    if job.task is not None:
+        job.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job.task

@@ -220,16 +220,21 @@ class DittoRenderer:
                 for _ in range(index, frame_count(received[0] / sample_rate, fps)):
                     yield last  # Ditto's last frames may trail the speech by a window
             finally:
-                if feeder.is_alive():  # stopped early (a cancel): unblock Ditto's threads
-                    stop = getattr(sdk, "stop_event", None)
-                    if stop is not None:
-                        stop.set()
-                    while feeder.is_alive():
-                        try:
-                            sink.get(timeout=0.1)
-                        except queue.Empty:
-                            continue
-                feeder.join()
+                self._wind_down(sink, feeder)
+
+    def _wind_down(self, sink: queue.Queue[Frame | None], driver: threading.Thread) -> None:
+        """Wait for the thread driving Ditto; stopped early (a cancel), first stop Ditto's
+        threads and keep draining their frames so none stays blocked on a full sink."""
+        if driver.is_alive():
+            stop = getattr(self._sdk, "stop_event", None)
+            if stop is not None:
+                stop.set()
+            while driver.is_alive():
+                try:
+                    sink.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+        driver.join()
 
     @staticmethod
     def _fit(frame: Frame, avatar: DittoAvatar) -> Frame:
@@ -266,16 +271,7 @@ class DittoRenderer:
                     sink, native=native, wanted=wanted, fps=fps, avatar=avatar
                 )
             finally:
-                if closer.is_alive():  # stopped early (a cancel): unblock Ditto's threads
-                    stop = getattr(sdk, "stop_event", None)
-                    if stop is not None:
-                        stop.set()
-                    while closer.is_alive():
-                        try:
-                            sink.get(timeout=0.1)
-                        except queue.Empty:
-                            continue
-                closer.join()
+                self._wind_down(sink, closer)
         if failure:
             raise JobError(ErrorCode.INTERNAL, f"Ditto failed: {failure[0]!r}") from failure[0]
 

@@ -84,7 +84,12 @@ def sniff_audio_format(data: bytes) -> str | None:
 
 
 def decode_audio(
-    data: bytes, *, sample_rate: int, limits: Limits, field: str | None = "audio"
+    data: bytes,
+    *,
+    sample_rate: int,
+    limits: Limits,
+    field: str | None = "audio",
+    what: str = "audio",
 ) -> AudioArray:
     """Decode a recording to mono ``float32`` samples in [-1, 1] at ``sample_rate``.
 
@@ -95,7 +100,7 @@ def decode_audio(
     """
 
     def fail(code: ErrorCode, message: str) -> JobError:
-        return JobError(code, f"audio: {message}", field=field)
+        return JobError(code, f"{what}: {message}", field=field)
 
     if len(data) > limits.max_audio_bytes:
         raise fail(

@@ -56,11 +56,12 @@ def decode_voice(data: bytes, *, limits: Limits) -> VoiceSample:
         }
     )
     try:
-        samples = decode_audio(data, sample_rate=VOICE_RATE, limits=voice_limits, field="voice")
+        samples = decode_audio(
+            data, sample_rate=VOICE_RATE, limits=voice_limits, field="voice", what="voice sample"
+        )
     except JobError as error:
         code = _AS_VOICE.get(error.code, error.code)
-        message = error.message.replace("audio:", "voice sample:", 1)
-        raise JobError(code, message, field="voice") from None
+        raise JobError(code, error.message, field="voice") from None
     sound = sound_seconds(samples, VOICE_RATE)
     if sound < limits.min_voice_seconds:
         raise JobError(

@@ -67,6 +67,8 @@ class Mp4Writer:
 
     def add_audio(self, samples: AudioArray) -> None:
         """More of the soundtrack, as a streaming TTS makes it (at the rate given at start)."""
+        if len(samples) == 0:  # called for every frame; most bring no new speech
+            return
         if self._source_rate != self._sample_rate:
             samples = resample(samples, from_rate=self._source_rate, to_rate=self._sample_rate)
         self._samples = np.concatenate([self._samples, np.asarray(samples, dtype=np.float32)])

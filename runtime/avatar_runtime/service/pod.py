@@ -100,7 +100,7 @@ class RuntimePod:
             self._resize(gpu.slots_after_load(
                 self.settings.slots,
                 gpu.memory(),
-                shared.gpu_footprints[shared.renderer.name].bytes,
+                shared.gpu_footprints[settings.renderer].bytes,
             ))  # fmt: skip
         pipelines = [Pipeline(shared, self.settings)]
         for _ in range(self.slot_count - 1):
