@@ -56,13 +56,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv libsndfile1 libgl1 \
+       gcc python3-dev \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv \
     && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin avatar
 RUN pip install --index-url https://download.pytorch.org/whl/cu128 torch==2.9.1 torchaudio==2.9.1
 RUN --mount=from=wheel,source=/dist,target=/dist \
     pip install "$(ls /dist/*.whl)[cpu,xtts,ditto]" torch==2.9.1 torchaudio==2.9.1
-# Ditto's face helpers. onnxruntime-gpu replaces the CPU build piper-tts brought (both are
+# gcc and python3-dev: Ditto's put-back blend is Cython that pyximport compiles when a pod
+# first imports Ditto (into /tmp, see engines/ditto_renderer.py). Ditto's face helpers. onnxruntime-gpu replaces the CPU build piper-tts brought (both are
 # the module `onnxruntime`); mediapipe goes in without its opencv-contrib-python, which
 # would overwrite the OpenCV 4 (with its Haar cascades) that the embedded renderer uses.
 RUN pip uninstall -y onnxruntime \

@@ -22,17 +22,9 @@ from typing import Any
 
 import torch
 
+from benchmarks.gpu.cuda_timing import mean_seconds
+
 FPS, WINDOW, OVERLAP, STEPS = 25, 80, 10, 50
-
-
-def _timed(fn: Any, runs: int = 10) -> float:
-    fn()
-    torch.cuda.synchronize()
-    began = time.perf_counter()
-    for _ in range(runs):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - began) / runs
 
 
 def main() -> None:
@@ -62,11 +54,11 @@ def main() -> None:
             def frame(f: Any = feature, s: Any = kp_s, d: Any = kp_d) -> Any:
                 return decoder(warp(f, s, d))
 
-            per_batch[batch] = _timed(frame) / batch
+            per_batch[batch] = mean_seconds(frame) / batch
         kp_cond = torch.randn(1, 265, device=device)
         aud_cond = torch.randn(1, WINDOW, 1024 + 35, device=device)
         lmdm.setup(STEPS)
-        window = _timed(lambda: lmdm.ddim_sample(kp_cond, aud_cond, STEPS), runs=3)
+        window = mean_seconds(lambda: lmdm.ddim_sample(kp_cond, aud_cond, STEPS), runs=3)
     per_second = FPS * per_batch[1] + FPS / (WINDOW - OVERLAP) * window
     record.update(
         {

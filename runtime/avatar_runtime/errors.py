@@ -18,6 +18,8 @@ class ErrorCode(enum.StrEnum):
     IMAGE_UNREADABLE = "ImageUnreadable"
     IMAGE_TOO_LARGE = "ImageTooLarge"
     FACE_NOT_FOUND = "FaceNotFound"
+    FACE_TOO_SMALL = "FaceTooSmall"  # found, but too few pixels to animate
+    SEVERAL_FACES = "SeveralFaces"  # more than one face large enough to be the speaker
     # Speech
     TEXT_EMPTY = "TextEmpty"
     TEXT_TOO_LONG = "TextTooLong"

@@ -28,16 +28,21 @@ from typing import Any
 import cv2
 import numpy as np
 
+try:  # as Ditto's put-back imports its blend, where the test volume holds one
+    from core.utils.blend import brighten  # type: ignore[import-not-found]
+except ModuleNotFoundError:
+    brighten = None
+
 registrations: list[str] = []  # every registration run, for the tests to count
 online_windows: list[float] = []  # monotonic time of every run_chunk, for the tests
 
 
-class _Writer:
-    def __call__(self, image: Any, fmt: str = "bgr") -> None:
-        raise AssertionError("the adapter must take the frames, not Ditto's writer")
+class VideoWriterByImageIO:
+    """Ditto's MP4 writer (imageio + ffmpeg), which the adapter must never let ``setup``
+    open: it is replaced on this module, as on Ditto's, when the adapter loads it."""
 
-    def close(self) -> None:
-        pass
+    def __init__(self, video_path: str, **kwargs: Any) -> None:
+        raise AssertionError("the adapter let Ditto open an MP4 writer (an ffmpeg process)")
 
 
 class _Wav2Feat:
@@ -51,12 +56,38 @@ class _Wav2Feat:
         return np.zeros((chunksize[1], self.feat_dim), dtype=np.float32)
 
 
-def _register(source_path: str, **kwargs: Any) -> dict[str, Any]:
-    image = cv2.imread(source_path)
-    if image is None or float(image.std()) < 5.0:
-        raise ValueError("no face detected in the source image")
-    registrations.append(source_path)
-    return {"img_rgb_lst": [cv2.cvtColor(image, cv2.COLOR_BGR2RGB)], "is_image_flag": True}
+class _FaceDetector:
+    """Ditto's InsightFace detector's interface (RGB in; rows of x1, y1, x2, y2, score
+    and keypoints out), with OpenCV's frontal-face cascade inside."""
+
+    def __init__(self) -> None:
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+        self._cascade = cv2.CascadeClassifier(path)
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, None]:
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        faces = self._cascade.detectMultiScale(gray, 1.1, 5, minSize=(12, 12))
+        rows = [[x, y, x + w, y + h, 0.9] for x, y, w, h in faces]
+        return np.asarray(rows, dtype=np.float32).reshape(-1, 5), None
+
+
+class _Source2Info:
+    def __init__(self) -> None:
+        self.insightface_det = _FaceDetector()
+
+
+class _AvatarRegistrar:
+    """As Ditto's: ``source2info`` holds the face helpers; a call registers a portrait."""
+
+    def __init__(self) -> None:
+        self.source2info = _Source2Info()
+
+    def __call__(self, source_path: str, **kwargs: Any) -> dict[str, Any]:
+        image = cv2.imread(source_path)
+        if image is None or not len(self.source2info.insightface_det(image)[0]):
+            raise ValueError("no face detected in the source image")
+        registrations.append(source_path)
+        return {"img_rgb_lst": [cv2.cvtColor(image, cv2.COLOR_BGR2RGB)], "is_image_flag": True}
 
 
 class StreamSDK:
@@ -64,14 +95,14 @@ class StreamSDK:
         with Path(cfg_pkl).open("rb") as f:
             pickle.load(f)  # the test's own stand-in file
         assert Path(data_root).is_dir(), data_root
-        self.avatar_registrar: Any = _register
+        self.avatar_registrar: Any = _AvatarRegistrar()
         self.wav2feat = _Wav2Feat()
         self.N_d = -1
 
     def setup(self, source_path: str, output_path: str, **kwargs: Any) -> None:
         self.online_mode = kwargs.get("online_mode", False)
         self.source_info = self.avatar_registrar(source_path, max_dim=1920, n_frames=-1)
-        self.writer: Any = _Writer()
+        self.writer: Any = VideoWriterByImageIO(output_path + ".tmp.mp4")
         self.stop_event = threading.Event()
         self.worker_exception: BaseException | None = None
         self.audio2motion_queue: queue.Queue[Any] = queue.Queue()
@@ -88,7 +119,10 @@ class StreamSDK:
 
     def _frame(self, index: int) -> None:
         source = self.source_info["img_rgb_lst"][0]
-        frame = np.clip(source.astype(np.int16) + index % 50, 0, 255).astype(np.uint8)
+        if brighten is not None:
+            frame = brighten(source, index % 50)
+        else:
+            frame = np.clip(source.astype(np.int16) + index % 50, 0, 255).astype(np.uint8)
         self.writer(frame, fmt="rgb")
 
     def _online_worker(self) -> None:

@@ -4,9 +4,11 @@ The stand-in (``ditto_standin.py``) has the interface
 of the parts of Ditto's ``StreamSDK`` the adapter drives; it sits on a model
 volume of stand-in files, loaded exactly as a pod loads the real Ditto. What is
 tested is the adapter: loading from the volume, registration cached by content,
-frame counts and sizes at any frame rate, a clear error for a portrait without
-a face, a cancel that leaves no thread behind, and a pod that will not become
-ready while a file is missing.
+frame counts and sizes at any frame rate, clear errors for a portrait without
+a face, with a face too small or with several faces (the stand-in finds faces
+with OpenCV's cascade where Ditto uses InsightFace's detector), a cancel that
+leaves no thread behind, and a pod that will not become ready while a file is
+missing.
 """
 
 from __future__ import annotations
@@ -47,9 +49,15 @@ def _speech(seconds: float, rate: int = 22_050) -> Speech:
     return Speech(samples=samples, sample_rate=rate)
 
 
+def _astronaut() -> np.ndarray:
+    from skimage import data
+
+    return np.asarray(data.astronaut())  # 512 x 512, a face about a fifth of it across
+
+
 def _portrait(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    """The same face; each seed shifts the brightness, so each is a different image."""
+    return np.clip(_astronaut().astype(np.int16) + seed, 0, 255).astype(np.uint8)
 
 
 def test_frames_cover_the_speech_at_any_frame_rate(renderer: DittoRenderer) -> None:
@@ -80,8 +88,66 @@ def test_a_portrait_without_a_face_is_a_typed_error(renderer: DittoRenderer) -> 
     assert raised.value.field == "portrait"
 
 
+def test_a_face_too_small_to_animate_is_a_typed_error(renderer: DittoRenderer) -> None:
+    import cv2
+
+    canvas = np.full((768, 768, 3), 120, dtype=np.uint8)
+    canvas[:256, :256] = cv2.resize(_astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    with pytest.raises(JobError) as raised:  # the face: 47 of 768 pixels across, 6%
+        renderer.prepare(canvas, size=512)
+    assert raised.value.code == ErrorCode.FACE_TOO_SMALL
+    assert raised.value.field == "portrait"
+    assert renderer.registrations == 0  # refused before Ditto's registration work
+
+
+def test_a_portrait_with_two_faces_of_a_size_is_a_typed_error(renderer: DittoRenderer) -> None:
+    face = _astronaut()[:256, 100:356]  # the head and shoulders
+    canvas = np.full((512, 512, 3), 120, dtype=np.uint8)
+    canvas[128:384] = np.concatenate([face, face[:, ::-1]], axis=1)
+    with pytest.raises(JobError) as raised:
+        renderer.prepare(canvas, size=256)
+    assert raised.value.code == ErrorCode.SEVERAL_FACES
+    assert "2 faces" in raised.value.message
+    canvas[128:384, 256:] = 120  # the same picture with one face is accepted
+    renderer.prepare(canvas, size=256)
+    assert renderer.registrations == 1
+
+
+def test_ditto_s_cython_helper_is_built_in_tmp_not_in_a_home_a_pod_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ditto compiles its put-back blend through pyximport on first import, by default into
+    ``~/.pyxbld``; a pod's user has no writable home, only /tmp."""
+    import tempfile
+
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    importers = list(sys.meta_path)
+    # Every renderer installs pyximport's hooks, and the first install picks the build
+    # directory: start from none, as a pod's process does.
+    sys.meta_path[:] = [f for f in importers if not type(f).__module__.startswith("pyximport")]
+    root = volume.build(tmp_path / "models", "ditto", ditto_cython=True)
+    try:
+        renderer = DittoRenderer(root, scratch=tmp_path / "scratch")
+        avatar = renderer.prepare(_portrait(), size=128)
+        frames = list(renderer.frames(avatar, _speech(1.0), fps=25))
+    finally:
+        sys.meta_path[:] = importers  # pyximport's import hooks: this test's alone
+        for name in [m for m in sys.modules if m == "core" or m.startswith("core.")]:
+            del sys.modules[name]
+        for name in ("stream_pipeline_offline", "stream_pipeline_online"):
+            sys.modules.pop(name, None)
+        sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]
+    assert len(frames) == 25
+    assert list((tmp / "ditto-pyxbld").rglob("blend*.so")), "compiled into /tmp"
+    assert not list(home.iterdir()), "nothing written to the home directory"
+
+
 def test_stopping_early_leaves_no_ditto_thread_running(renderer: DittoRenderer) -> None:
-    avatar = renderer.prepare(_portrait(), size=64)
+    avatar = renderer.prepare(_portrait(), size=128)
     before = threading.active_count()
     frames = renderer.frames(avatar, _speech(30.0), fps=25)  # 750 frames
     for _ in range(3):
@@ -146,11 +212,11 @@ def _pieces(seconds: list[float], rate: int = 24_000) -> Iterator[np.ndarray]:
 def test_online_mode_covers_speech_that_arrives_in_chunks_at_any_rate(
     online: DittoRenderer,
 ) -> None:
-    avatar = online.prepare(_portrait(), size=96)
+    avatar = online.prepare(_portrait(), size=128)
     for fps in (25, 30, 10):
         frames = list(online.stream(avatar, _pieces([0.7, 0.9, 0.4]), sample_rate=24_000, fps=fps))
         assert len(frames) == frame_count(2.0, fps), fps
-        assert {f.shape for f in frames} == {(96, 96, 3)}
+        assert {f.shape for f in frames} == {(128, 128, 3)}
     whole = list(online.frames(avatar, _speech(1.5), fps=25))  # a whole clip, through online
     assert len(whole) == frame_count(1.5, 25)
 
@@ -159,7 +225,7 @@ def test_online_mode_gives_frames_before_the_rest_of_the_speech_exists(
     online: DittoRenderer,
 ) -> None:
     """Time to first frame: a frame must come out while the second chunk is not spoken yet."""
-    avatar = online.prepare(_portrait(), size=64)
+    avatar = online.prepare(_portrait(), size=128)
     first_frame = threading.Event()
 
     def speech() -> Iterator[np.ndarray]:
@@ -176,7 +242,7 @@ def test_online_mode_gives_frames_before_the_rest_of_the_speech_exists(
 def test_online_mode_raises_the_speech_s_own_error_and_stops_ditto(
     online: DittoRenderer,
 ) -> None:
-    avatar = online.prepare(_portrait(), size=64)
+    avatar = online.prepare(_portrait(), size=128)
     before = threading.active_count()
 
     def speech() -> Iterator[np.ndarray]:

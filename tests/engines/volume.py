@@ -33,8 +33,25 @@ def write_standin(path: Path, kind: Kind) -> None:
         path.write_bytes(b"stand-in")
 
 
-def build(root: Path, *engines: str, whisper: str | None = None) -> Path:
-    """Every required file of ``engines`` as a stand-in; Ditto's code is the stand-in module."""
+# A Cython helper the stand-in imports, as Ditto's put-back imports its blend: through
+# pyximport, which compiles it on first import.
+_BLEND_INIT = "import pyximport\npyximport.install()\n\nfrom .blend import brighten\n"
+_BLEND_PYX = """# cython: language_level=3
+import numpy as np
+
+
+def brighten(image, int amount):
+    return np.clip(image.astype(np.int16) + amount, 0, 255).astype(np.uint8)
+"""
+
+
+def build(
+    root: Path, *engines: str, whisper: str | None = None, ditto_cython: bool = False
+) -> Path:
+    """Every required file of ``engines`` as a stand-in; Ditto's code is the stand-in module.
+
+    ``ditto_cython`` adds a Cython helper to Ditto's code (compiled on first import, a few
+    seconds), so that the stand-in's frames go through compiled code as Ditto's do."""
     needed = [n for e in engines for n in model_volume.LAYOUT[e]]
     if whisper:
         needed += model_volume.whisper_layout(whisper)
@@ -45,4 +62,9 @@ def build(root: Path, *engines: str, whisper: str | None = None) -> Path:
         code = root / model_volume.DITTO_CODE_DIR
         shutil.copy(STANDIN, code / "stream_pipeline_offline.py")
         shutil.copy(STANDIN, code / "stream_pipeline_online.py")
+        if ditto_cython:
+            blend = code / "core" / "utils" / "blend"
+            blend.mkdir(parents=True)
+            (blend / "__init__.py").write_text(_BLEND_INIT)
+            (blend / "blend.pyx").write_text(_BLEND_PYX)
     return root

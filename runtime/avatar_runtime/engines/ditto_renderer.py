@@ -47,6 +47,8 @@ ONLINE_CHUNK = (3, 5, 2)
 ONLINE_WINDOW = int(sum(ONLINE_CHUNK) * 0.04 * DITTO_RATE) + 80  # 6480 samples
 ONLINE_STEP = ONLINE_CHUNK[1] * 640  # 3200 samples
 _REGISTRATIONS_KEPT = 32
+MIN_FACE_SHARE = 0.1  # of the framed portrait's side: smaller faces are blown up into blur
+OTHER_FACE_SHARE = 0.25  # a second face this big (by area) could be the speaker as well
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,21 @@ class DittoAvatar:
     poster: Frame
     path: Path
     """The framed portrait as Ditto reads it (a PNG named by its content hash)."""
+
+
+class _NoVideoFile:
+    """Stands in Ditto's pipeline module for its MP4 writer class: ``setup`` builds one
+    per job, which would start an ffmpeg process (and need imageio-ffmpeg) for a file
+    never written. The adapter swaps in a ``_FrameSink`` before any frame exists."""
+
+    def __init__(self, path: str, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, image: Any, fmt: str = "bgr") -> None:
+        raise RuntimeError("Ditto wrote a frame before the adapter took over its writer")
+
+    def close(self) -> None:
+        pass
 
 
 class _FrameSink:
@@ -69,6 +86,18 @@ class _FrameSink:
 
     def close(self) -> None:
         self._frames.put(None)
+
+
+def _build_cython_in_tmp() -> None:
+    """Ditto's put-back imports a Cython helper through ``pyximport``, which compiles it at
+    the first import into ``~/.pyxbld``; a pod's user has no writable home (read-only root,
+    only /tmp is writable). The first ``pyximport.install`` decides where builds go, so
+    installing it here first, into the temporary directory, makes Ditto's own call a no-op."""
+    try:
+        import pyximport  # type: ignore[import-untyped]
+    except ImportError:
+        return  # Ditto's import then names what is missing
+    pyximport.install(build_dir=str(Path(tempfile.gettempdir()) / "ditto-pyxbld"), language_level=3)
 
 
 def _checkpoints(model_dir: Path) -> tuple[Path, Path]:
@@ -117,7 +146,10 @@ class DittoRenderer:
         self.streams_audio = online
         """Online mode: frames start from the first chunk of speech, while the rest is made."""
         module = "stream_pipeline_online" if online else "stream_pipeline_offline"
+        _build_cython_in_tmp()
         pipeline = importlib.import_module(module)
+        if hasattr(pipeline, "VideoWriterByImageIO"):
+            setattr(pipeline, "VideoWriterByImageIO", _NoVideoFile)  # noqa: B010 - untyped module
         cfg, data_root = _checkpoints(model_dir)
         log.info("loading Ditto from %s (%s)", data_root, cfg.name)
         self._sdk = pipeline.StreamSDK(str(cfg), str(data_root))
@@ -129,8 +161,12 @@ class DittoRenderer:
         self.registrations = 0
         """Registrations actually run (not served from the cache)."""
 
+    @staticmethod
+    def _key(source_path: str, kwargs: dict[str, Any]) -> str:
+        return Path(source_path).stem + repr(sorted(kwargs.items()))
+
     def _register(self, source_path: str, **kwargs: Any) -> Any:
-        key = Path(source_path).stem + repr(sorted(kwargs.items()))
+        key = self._key(source_path, kwargs)
         if key in self._registrations:
             self._registrations.move_to_end(key)
             return self._registrations[key]
@@ -147,8 +183,11 @@ class DittoRenderer:
         path = self._scratch / f"{digest}-{size}.png"
         if not path.exists():
             cv2.imwrite(str(path), cv2.cvtColor(framed, cv2.COLOR_RGB2BGR))
+        options: dict[str, Any] = {"max_dim": 1920, "n_frames": -1}
+        if self._key(str(path), options) not in self._registrations:
+            self._check_faces(framed)
         try:
-            self._register(str(path), max_dim=1920, n_frames=-1)
+            self._register(str(path), **options)
         except Exception as exc:  # Ditto says "no face" in several ways: one code for all
             raise JobError(
                 ErrorCode.FACE_NOT_FOUND,
@@ -156,6 +195,45 @@ class DittoRenderer:
                 field="portrait",
             ) from exc
         return DittoAvatar(size=size, poster=framed, path=path)
+
+    def _check_faces(self, framed: Frame) -> None:
+        """Ditto animates the largest face it detects, whatever else is in the picture:
+        refuse the portraits where that guess would be wrong or blurred, with Ditto's own
+        face detector, before any registration work."""
+        helpers = getattr(self._register_uncached, "source2info", None)
+        detector = getattr(helpers, "insightface_det", None)
+        if detector is None:
+            return  # a Ditto without its detector exposed: registration decides alone
+        detections, _ = detector(framed)
+        sides = sorted(
+            ((float(x2 - x1), float(y2 - y1)) for x1, y1, x2, y2, *_ in np.asarray(detections)),
+            key=lambda side: side[0] * side[1],
+            reverse=True,
+        )
+        if not sides:
+            raise JobError(
+                ErrorCode.FACE_NOT_FOUND,
+                "No face found in the portrait. Use a front-facing photo where the face is"
+                " clearly visible.",
+                field="portrait",
+            )
+        width, height = sides[0]
+        share = min(width, height) / framed.shape[0]
+        if share < MIN_FACE_SHARE:
+            raise JobError(
+                ErrorCode.FACE_TOO_SMALL,
+                f"The face spans {share:.0%} of the framed portrait's width; it needs at least"
+                f" {MIN_FACE_SHARE:.0%}. Crop the portrait closer to the face.",
+                field="portrait",
+            )
+        rivals = [s for s in sides[1:] if s[0] * s[1] >= OTHER_FACE_SHARE * width * height]
+        if rivals:
+            raise JobError(
+                ErrorCode.SEVERAL_FACES,
+                f"The portrait shows {1 + len(rivals)} faces of similar size, so which one"
+                " should speak is unclear. Crop the portrait to one face.",
+                field="portrait",
+            )
 
     def frames(self, avatar: DittoAvatar, speech: Speech, *, fps: int) -> Generator[Frame]:
         if self.streams_audio:
@@ -198,7 +276,6 @@ class DittoRenderer:
 
         with tempfile.TemporaryDirectory(prefix="ditto-") as out:
             sdk.setup(str(avatar.path), str(Path(out) / "ditto.mp4"), online_mode=True)
-            sdk.writer.close()  # Ditto's own MP4 writer is never used
             sdk.writer = _FrameSink(sink)
             feeder = threading.Thread(target=feed, name="ditto-feed", daemon=True)
             feeder.start()
@@ -252,7 +329,6 @@ class DittoRenderer:
         failure: list[BaseException] = []
         with tempfile.TemporaryDirectory(prefix="ditto-") as out:
             sdk.setup(str(avatar.path), str(Path(out) / "ditto.mp4"))
-            sdk.writer.close()  # Ditto's own MP4 writer is never used
             sdk.writer = _FrameSink(sink)
             sdk.setup_Nd(N_d=native)
             sdk.audio2motion_queue.put(sdk.wav2feat.wav2feat(audio))
