@@ -55,8 +55,13 @@ def _sync() -> None:
     torch.cuda.synchronize()
 
 
-def _drain(frames: Iterator[Frame]) -> dict[str, Any]:
-    began = time.perf_counter()
+def load_portrait() -> Frame:
+    return np.asarray(Image.open(PORTRAIT).convert("RGB"), dtype=np.uint8)
+
+
+def drain(frames: Iterator[Frame], began: float | None = None) -> dict[str, Any]:
+    """Take every frame; times from ``began`` (default: now), first frame and whole."""
+    began = time.perf_counter() if began is None else began
     first = None
     count = 0
     shape: tuple[int, ...] = ()
@@ -88,7 +93,7 @@ def _chunks(speech: Speech, chunk_seconds: float, pace: float) -> Iterator[np.nd
 
 def _offline(renderer: DittoRenderer, portrait: Frame, speech: Speech) -> dict[str, Any]:
     avatar = renderer.prepare(portrait, size=512)
-    result = _drain(renderer.frames(avatar, speech, fps=FPS))
+    result = drain(renderer.frames(avatar, speech, fps=FPS))
     result["expected_frames"] = frame_count(speech.duration, FPS)
     result["realtime_factor"] = result["wall_seconds"] / speech.duration
     return result
@@ -153,7 +158,7 @@ def main() -> None:
     }
     save()
 
-    portrait: Frame = np.asarray(Image.open(PORTRAIT).convert("RGB"), dtype=np.uint8)
+    portrait = load_portrait()
     began = time.perf_counter()
     renderer.prepare(portrait, size=512)
     record["register_seconds"] = time.perf_counter() - began
@@ -175,7 +180,7 @@ def main() -> None:
         stream = online.stream(
             avatar, _chunks(speech, 1.0, pace), sample_rate=speech.sample_rate, fps=FPS
         )
-        result = _drain(stream)
+        result = drain(stream)
         result["expected_frames"] = frame_count(speech.duration, FPS)
         result["realtime_factor"] = result["wall_seconds"] / speech.duration
         result["tts_pace"] = pace

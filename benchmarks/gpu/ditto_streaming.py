@@ -27,14 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
-from avatar_runtime.engines.base import AudioArray, Frame, Speech, frame_count
+from avatar_runtime.engines.base import AudioArray, Speech, frame_count
 from avatar_runtime.engines.ditto_renderer import DittoRenderer
 from avatar_runtime.engines.xtts_tts import XttsTTS
 from benchmarks.gpu import ditto_volume
-from benchmarks.gpu.ditto_adapter import FPS, PORTRAIT
+from benchmarks.gpu.ditto_adapter import FPS, drain, load_portrait
 from tests.engines import xtts_volume
 
 # About 650 characters: three chunks at XTTS's 250-character limit for English.
@@ -48,17 +45,6 @@ TEXT = (
     " none of this happens without the hard work of everyone here. Enjoy the rest of the"
     " week, and see you at the next update."
 )
-
-
-def _run(frames: Iterator[Frame], began: float) -> dict[str, Any]:
-    first = None
-    count = 0
-    for _ in frames:
-        if first is None:
-            first = time.perf_counter() - began
-        count += 1
-    return {"first_frame_seconds": first, "wall_seconds": time.perf_counter() - began,
-            "frames": count}  # fmt: skip
 
 
 def main() -> None:
@@ -77,7 +63,7 @@ def main() -> None:
     tts = XttsTTS(args.work, max_audio_tokens=args.tokens)
     offline = DittoRenderer(args.work, scratch=args.work / "avatars")
     online = DittoRenderer(args.work, scratch=args.work / "avatars", online=True)
-    portrait: Frame = np.asarray(Image.open(PORTRAIT).convert("RGB"), dtype=np.uint8)
+    portrait = load_portrait()
     avatar = offline.prepare(portrait, size=512)
     online.prepare(portrait, size=512)
     warm = Speech(tts.synthesize("Warming up.", language="en").samples, tts.sample_rate)
@@ -88,7 +74,7 @@ def main() -> None:
         began = time.perf_counter()
         speech = tts.synthesize(TEXT, language="en")
         spoken = time.perf_counter() - began
-        in_turn = _run(offline.frames(avatar, speech, fps=FPS), began)
+        in_turn = drain(offline.frames(avatar, speech, fps=FPS), began)
         in_turn.update(speech_seconds=speech.duration, tts_seconds=spoken)
 
         chunks: list[float] = []
@@ -103,7 +89,7 @@ def main() -> None:
                 total[0] += len(piece)
                 yield piece
 
-        streamed = _run(
+        streamed = drain(
             online.stream(avatar, spoken_chunks(), sample_rate=tts.sample_rate, fps=FPS), began
         )
         streamed["chunk_ready_seconds"] = chunks

@@ -57,6 +57,15 @@ SEQ_FRAMES = 80
 # ---------------------------------------------------------------- ONNX stand-ins
 
 
+def _model(graph: Any) -> Any:
+    """At opset 13 and IR version 8, which any onnxruntime of the last years reads."""
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
 def _fixed_outputs(
     input_name: str, input_shape: list[Any], outputs: dict[str, np.ndarray], name: str
 ) -> Any:
@@ -81,9 +90,7 @@ def _fixed_outputs(
         graph_outputs,
         initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    return model
+    return _model(graph)
 
 
 def _face_points(count: int, eyes: dict[str, list[int]], lips: list[int], seed: int) -> np.ndarray:
@@ -183,9 +190,7 @@ def _hubert() -> Any:
         [helper.make_tensor_value_info("encoding_out", TensorProto.FLOAT, ["frames", 1024])],
         initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    return model
+    return _model(graph)
 
 
 # ---------------------------------------------------------------- Ditto's networks

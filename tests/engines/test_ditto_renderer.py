@@ -29,14 +29,20 @@ from avatar_runtime.errors import ErrorCode, JobError
 from tests.engines import volume
 from tests.server.harness import SHORT_TEXT, job_body, start_runtime, wait_for, wait_unhealthy
 
+_DITTO_MODULES = ("stream_pipeline_offline", "stream_pipeline_online", "core")
+
+
+def _forget_volume(tmp_path: Path) -> None:
+    """Each test imports its own volume's Ditto code: drop the last one's modules and path."""
+    for name in [m for m in sys.modules if m.split(".")[0] in _DITTO_MODULES]:
+        del sys.modules[name]
+    sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]
+
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Iterator[Path]:
-    root = volume.build(tmp_path / "models", "ditto")
-    yield root
-    sys.modules.pop("stream_pipeline_offline", None)  # each test imports its own volume's
-    sys.modules.pop("stream_pipeline_online", None)
-    sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]
+    yield volume.build(tmp_path / "models", "ditto")
+    _forget_volume(tmp_path)
 
 
 @pytest.fixture
@@ -136,11 +142,7 @@ def test_ditto_s_cython_helper_is_built_in_tmp_not_in_a_home_a_pod_cannot_write(
         frames = list(renderer.frames(avatar, _speech(1.0), fps=25))
     finally:
         sys.meta_path[:] = importers  # pyximport's import hooks: this test's alone
-        for name in [m for m in sys.modules if m == "core" or m.startswith("core.")]:
-            del sys.modules[name]
-        for name in ("stream_pipeline_offline", "stream_pipeline_online"):
-            sys.modules.pop(name, None)
-        sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]
+        _forget_volume(tmp_path)
     assert len(frames) == 25
     assert list((tmp / "ditto-pyxbld").rglob("blend*.so")), "compiled into /tmp"
     assert not list(home.iterdir()), "nothing written to the home directory"

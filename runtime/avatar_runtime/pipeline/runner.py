@@ -4,8 +4,8 @@ The engines are loaded once (``Engines.load``) and shared by every job the
 process runs. For a text job the ASR runs beside rendering, unless the TTS
 gives no phoneme timings (XTTS-v2) and the renderer follows words (the
 embedded one): then it runs first. A failed intelligibility check stops the
-render at the next frame. Nothing
-reaches the output location until every file is complete.
+render at the next frame. Nothing reaches the output location until every
+file is complete.
 """
 
 from __future__ import annotations
@@ -134,33 +134,16 @@ class Pipeline:
         transcript_future: Future[tuple[Transcript, float | None]] = Future()
         speech: Speech | None = None  # a streaming render makes it as it goes
         _check_stop(stop)
-        if text is not None and self._streams():
-            report("tts", _PROGRESS["tts"])
-        elif text is not None:
-            report("tts", _PROGRESS["tts"])
-            with timer.stage("tts"):
-                speech = self.engines.tts.synthesize(
-                    text, language=spec.language, voice=voice, stop=stop
-                )
-            self._check_duration(speech)
-            if speech.phones is None and self.engines.renderer.follows_words:
-                # No phoneme timings from this TTS: the renderer shapes the lips from the
-                # ASR's word timings, so the ASR runs first instead of beside rendering.
-                report("asr", _PROGRESS["asr"])
-                transcript, wer = self._transcribe_and_check(speech, spec, text, timer, stop)
-                speech = replace(speech, words=transcript.words)
-                transcript_future = Future()
-                transcript_future.set_result((transcript, wer))
-            else:
-                transcript_future = self._start_asr(speech, spec, text, timer, stop)
-        else:
+        if text is None:
             assert recording is not None
-            speech = recording
             report("asr", _PROGRESS["asr"])
-            transcript = self._transcribe(speech, spec.language, timer)
-            speech = replace(speech, words=transcript.words)
-            transcript_future = Future()
+            transcript = self._transcribe(recording, spec.language, timer)
+            speech = replace(recording, words=transcript.words)
             transcript_future.set_result((transcript, None))
+        else:
+            report("tts", _PROGRESS["tts"])
+            if not self._streams():
+                speech, transcript_future = self._speak(spec, text, voice, timer, report, stop)
 
         _check_stop(stop)
         with scratch_dir(self.settings.work_dir) as scratch:
@@ -322,6 +305,30 @@ class Pipeline:
             tick = time.perf_counter()
         timer.add("encode", time.perf_counter() - tick)
         return {"video": video_path, "thumbnail": thumb_path}
+
+    def _speak(
+        self,
+        spec: JobSpec,
+        text: str,
+        voice: Voice | None,
+        timer: _Timer,
+        report: ProgressCallback,
+        stop: threading.Event,
+    ) -> tuple[Speech, Future[tuple[Transcript, float | None]]]:
+        """The whole speech, then the ASR: beside rendering, or first where the renderer
+        needs its word timings (a TTS without phoneme timings, a renderer following words)."""
+        with timer.stage("tts"):
+            speech = self.engines.tts.synthesize(
+                text, language=spec.language, voice=voice, stop=stop
+            )
+        self._check_duration(speech)
+        if speech.phones is not None or not self.engines.renderer.follows_words:
+            return speech, self._start_asr(speech, spec, text, timer, stop)
+        report("asr", _PROGRESS["asr"])
+        transcript, wer = self._transcribe_and_check(speech, spec, text, timer, stop)
+        done: Future[tuple[Transcript, float | None]] = Future()
+        done.set_result((transcript, wer))
+        return replace(speech, words=transcript.words), done
 
     def _streams(self) -> bool:
         """Speech goes to the renderer chunk by chunk where both ends can (XTTS-v2 + Ditto
