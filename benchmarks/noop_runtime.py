@@ -27,9 +27,9 @@ from pathlib import Path
 
 import uvicorn
 
-from avatar_runtime.api.app import create_app
+from avatar_runtime.api.jobs import JobResult, OutputFile, Outputs, StageSeconds
 from avatar_runtime.api.schemas import EngineNames
-from avatar_runtime.jobs import JobResult, OutputFile, Outputs, StageSeconds
+from avatar_runtime.server.app import create_app
 from avatar_runtime.service.board import JobRecord
 from avatar_runtime.service.pod import RuntimePod
 from avatar_runtime.settings import RuntimeSettings

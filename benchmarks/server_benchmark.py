@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
+from avatar_runtime.api.jobs import JobSpec
 from avatar_runtime.engines import registry
-from avatar_runtime.jobs import JobSpec
 from avatar_runtime.pipeline.runner import Pipeline
 from avatar_runtime.settings import RuntimeSettings
 from benchmarks.pipeline_benchmark import machine

@@ -12,8 +12,8 @@ import datetime as dt
 from typing import Any
 
 from avatar_operator.resource import format_time
+from avatar_runtime.api.jobs import OutputFile
 from avatar_runtime.api.schemas import ErrorInfo, JobStatus
-from avatar_runtime.jobs import OutputFile
 
 Patch = dict[str, Any]
 Conditions = dict[str, dict[str, Any]]

@@ -21,8 +21,8 @@ from typing import Any
 import pydantic
 
 from avatar_runtime import __version__, logs
-from avatar_runtime.errors import ErrorCode, JobError
-from avatar_runtime.jobs import JobSpec
+from avatar_runtime.api.errors import ErrorCode, JobError
+from avatar_runtime.api.jobs import JobSpec
 from avatar_runtime.local_buckets import serve_gs_from
 from avatar_runtime.settings import RuntimeSettings
 
@@ -188,7 +188,7 @@ def _fail(args: argparse.Namespace, error: JobError) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from avatar_runtime.server import serve as run_server
+    from avatar_runtime.server.serve import serve as run_server
 
     settings = RuntimeSettings()
     _storage(settings)

@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from avatar_runtime import gpu
-from avatar_runtime.jobs import JobResult
+from avatar_runtime.api.jobs import JobResult
 
 # Whole jobs take seconds to minutes; realtime factors sit around 0.1-10.
 _JOB_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200)

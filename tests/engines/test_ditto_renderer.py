@@ -23,9 +23,9 @@ import httpx
 import numpy as np
 import pytest
 
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines.base import Speech, frame_count
 from avatar_runtime.engines.ditto_renderer import DittoRenderer
-from avatar_runtime.errors import ErrorCode, JobError
 from tests.engines import volume
 from tests.server.harness import SHORT_TEXT, job_body, start_runtime, wait_for, wait_unhealthy
 

@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 import torch
 
+from avatar_runtime.api.errors import ErrorCode, JobError
+from avatar_runtime.api.jobs import JobSpec
 from avatar_runtime.engines import registry, xtts_batching
 from avatar_runtime.engines.base import Renderer, VoiceSample
 from avatar_runtime.engines.ditto_renderer import DittoRenderer
 from avatar_runtime.engines.piper_tts import PiperTTS
 from avatar_runtime.engines.xtts_tts import XttsTTS
-from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.inputs.voice import VOICE_RATE, decode_voice
-from avatar_runtime.jobs import JobSpec
 from avatar_runtime.pipeline.runner import Pipeline
 from avatar_runtime.settings import Limits, QualitySettings, RuntimeSettings
 from tests.engines import volume, xtts_volume

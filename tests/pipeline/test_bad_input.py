@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from avatar_runtime.api.errors import ErrorCode, JobError
+from avatar_runtime.api.jobs import JobSpec
 from avatar_runtime.engines.registry import Engines
-from avatar_runtime.errors import ErrorCode, JobError
-from avatar_runtime.jobs import JobSpec
 from avatar_runtime.pipeline.runner import Pipeline
 from avatar_runtime.settings import Limits, QualitySettings, RuntimeSettings
 from tests.pipeline.media import write_wav

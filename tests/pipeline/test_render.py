@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from avatar_runtime.api.jobs import JobResult, JobSpec
 from avatar_runtime.engines.registry import Engines
-from avatar_runtime.jobs import JobResult, JobSpec
 from avatar_runtime.pipeline.runner import Pipeline
 from tests.pipeline.media import decode_mp4, write_wav
 
@@ -168,7 +168,7 @@ def test_a_stop_during_speech_synthesis_ends_it_between_sentences(engines: Engin
     import threading
     import time
 
-    from avatar_runtime.errors import ErrorCode, JobError
+    from avatar_runtime.api.errors import ErrorCode, JobError
 
     stop = threading.Event()
     text = " ".join(f"This is sentence number {i}, one of very many." for i in range(200))

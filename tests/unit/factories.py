@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from avatar_runtime.jobs import JobResult, OutputFile, Outputs, StageSeconds
+from avatar_runtime.api.jobs import JobResult, OutputFile, Outputs, StageSeconds
 
 STAGE_SECONDS = StageSeconds(fetch=0.2, tts=0.7, asr=0.4, render=3.0, encode=0.6, upload=0.3)
 

@@ -27,7 +27,7 @@ import urllib3.util.connection
 from fsspec.implementations.memory import MemoryFileSystem
 from PIL import Image
 
-from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.inputs import fetching
 from avatar_runtime.inputs.fetching import address_forbidden, fetch_bytes
 from avatar_runtime.settings import FetchSettings

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.inputs.portrait import decode_portrait
 from avatar_runtime.settings import Limits
 

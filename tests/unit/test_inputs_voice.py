@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.inputs.voice import VOICE_RATE, decode_voice, is_sample, sound_seconds
 from avatar_runtime.settings import Limits
 from tests.unit.test_inputs_speech import _encode, _sine

@@ -2,7 +2,7 @@
 
 import pytest
 
-from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.pipeline.intelligibility import check, word_error_rate
 
 

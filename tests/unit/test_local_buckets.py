@@ -9,7 +9,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.inputs.fetching import fetch_bytes
 from avatar_runtime.local_buckets import serve_gs_from
 from avatar_runtime.pipeline.storage import OutputTarget

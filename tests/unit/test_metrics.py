@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from avatar_runtime.jobs import JobResult
+from avatar_runtime.api.jobs import JobResult
 from avatar_runtime.metrics import STAGES, RuntimeMetrics
 from tests.unit.factories import STAGE_SECONDS, job_result
 

@@ -7,8 +7,8 @@ import datetime as dt
 from avatar_operator import status as st
 from avatar_operator.estimate import BacklogEstimator
 from avatar_operator.resource import AvatarVideoSpec, format_time, job_request, parse_time
+from avatar_runtime.api.jobs import OutputFile, Outputs, StageSeconds
 from avatar_runtime.api.schemas import ErrorInfo, JobState, JobStatus
-from avatar_runtime.jobs import OutputFile, Outputs, StageSeconds
 
 T0 = dt.datetime(2026, 11, 24, 12, 0, 0, 123000, tzinfo=dt.UTC)
 

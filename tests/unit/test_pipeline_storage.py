@@ -10,7 +10,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.pipeline.storage import OutputTarget, scratch_dir
 
 

@@ -10,9 +10,9 @@ import threading
 import time
 from typing import Any
 
+from avatar_runtime.api.errors import ErrorCode, JobError
+from avatar_runtime.api.jobs import JobResult
 from avatar_runtime.api.schemas import JobRequest, JobState, JobStatus
-from avatar_runtime.errors import ErrorCode, JobError
-from avatar_runtime.jobs import JobResult
 from avatar_runtime.service.board import Admission, JobBoard, JobRecord
 from tests.unit.factories import job_result
 

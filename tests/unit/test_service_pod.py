@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.api.errors import ErrorCode, JobError
+from avatar_runtime.api.jobs import JobSpec
 from avatar_runtime.inputs.fetching import precheck
-from avatar_runtime.jobs import JobSpec
 from avatar_runtime.service.pod import RuntimePod, read_token, server_settings
 from avatar_runtime.settings import FetchSettings, RuntimeSettings, ServerSettings
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from avatar_runtime.jobs import JobSpec, Outputs, StageSeconds
+from avatar_runtime.api.jobs import JobSpec, Outputs, StageSeconds
 
 # A Kubernetes uid, or any other id of the same alphabet.
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"

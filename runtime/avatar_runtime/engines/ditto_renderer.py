@@ -32,9 +32,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines.base import AudioArray, Frame, Speech, frame_count
 from avatar_runtime.engines.model_volume import DITTO_CHECKPOINTS_DIR, DITTO_CODE_DIR
-from avatar_runtime.errors import ErrorCode, JobError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines.base import Speech, TimedPhone, Voice
-from avatar_runtime.errors import ErrorCode, JobError
 
 log = logging.getLogger(__name__)
 

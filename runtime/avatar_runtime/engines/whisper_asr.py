@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines.base import Speech, TimedWord, Transcript
-from avatar_runtime.errors import ErrorCode, JobError
 
 WHISPER_SAMPLE_RATE = 16_000
 

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines import text_chunks, xtts_batching
 from avatar_runtime.engines.base import AudioArray, Speech, Voice, VoiceSample
 from avatar_runtime.engines.model_volume import XTTS_DIR
-from avatar_runtime.errors import ErrorCode, JobError
 
 log = logging.getLogger(__name__)
 

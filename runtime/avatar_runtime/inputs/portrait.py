@@ -14,8 +14,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines.base import Frame
-from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.settings import Limits
 
 MIN_SIDE = 64

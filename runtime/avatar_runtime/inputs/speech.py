@@ -17,8 +17,8 @@ import av
 import av.error
 import numpy as np
 
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines.base import AudioArray
-from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.settings import Limits
 
 SILENCE_PEAK = 1e-3

@@ -12,8 +12,8 @@ import hashlib
 
 import numpy as np
 
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines.base import AudioArray, Voice, VoiceSample
-from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.inputs.fetching import fetch_bytes
 from avatar_runtime.inputs.speech import decode_audio
 from avatar_runtime.settings import FetchSettings, Limits

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jiwer
 
-from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.api.errors import ErrorCode, JobError
 
 _NORMALISE = jiwer.Compose(
     [

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from avatar_runtime.api.errors import ErrorCode, JobError
+from avatar_runtime.api.jobs import JobResult, JobSpec, Outputs, StageSeconds
 from avatar_runtime.engines.base import (
     PreparedAvatar,
     Speech,
@@ -30,12 +32,10 @@ from avatar_runtime.engines.base import (
     frame_count,
 )
 from avatar_runtime.engines.registry import Engines
-from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.inputs import voice as voice_input
 from avatar_runtime.inputs.fetching import fetch_bytes
 from avatar_runtime.inputs.portrait import decode_portrait
 from avatar_runtime.inputs.speech import clean_text, decode_audio
-from avatar_runtime.jobs import JobResult, JobSpec, Outputs, StageSeconds
 from avatar_runtime.pipeline import audio, captions, intelligibility
 from avatar_runtime.pipeline.encoding import Mp4Writer, write_thumbnail
 from avatar_runtime.pipeline.speech_feed import SpeechFeed

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines.base import AudioArray, Speech
-from avatar_runtime.errors import ErrorCode, JobError
 
 
 class SpeechFeed:

@@ -28,8 +28,8 @@ from typing import Any, BinaryIO
 
 import fsspec
 
-from avatar_runtime.errors import ErrorCode, JobError
-from avatar_runtime.jobs import OutputFile
+from avatar_runtime.api.errors import ErrorCode, JobError
+from avatar_runtime.api.jobs import OutputFile
 
 _CHUNK = 1024 * 1024
 _CONTENT_TYPES = {

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from avatar_runtime.api.errors import ErrorCode, JobError
+from avatar_runtime.api.jobs import JobResult, JobSpec
 from avatar_runtime.api.schemas import ErrorInfo, JobRequest, JobState, JobStatus
-from avatar_runtime.errors import ErrorCode, JobError
-from avatar_runtime.jobs import JobResult, JobSpec
 
 
 class Admission(enum.Enum):

@@ -11,8 +11,8 @@ import logging
 import threading
 
 from avatar_runtime import logs
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.api.schemas import JobState
-from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.metrics import RuntimeMetrics
 from avatar_runtime.pipeline.runner import Pipeline
 from avatar_runtime.service.board import JobBoard, JobRecord

@@ -13,8 +13,8 @@ import cv2
 import cv2.data
 import numpy as np
 
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines.base import Frame
-from avatar_runtime.errors import ErrorCode, JobError
 
 # Detection runs on a copy no larger than this: cascades gain nothing from more pixels.
 _DETECT_SIDE = 640

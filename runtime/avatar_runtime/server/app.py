@@ -17,8 +17,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from avatar_runtime import __version__
+from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.api.schemas import Capacity, ErrorBody, ErrorInfo, JobRequest, JobStatus
-from avatar_runtime.errors import ErrorCode, JobError
 from avatar_runtime.service.board import Admission
 from avatar_runtime.service.pod import RuntimePod
 

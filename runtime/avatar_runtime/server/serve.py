@@ -15,7 +15,7 @@ from types import FrameType
 
 import uvicorn
 
-from avatar_runtime.api.app import create_app
+from avatar_runtime.server.app import create_app
 from avatar_runtime.service.pod import RuntimePod
 from avatar_runtime.settings import RuntimeSettings
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from avatar_runtime.errors import ErrorCode, JobError
+from avatar_runtime.api.errors import ErrorCode, JobError
 
 
 class JobSpec(BaseModel):

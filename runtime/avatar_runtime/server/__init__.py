@@ -1,0 +1,1 @@
+"""The runtime pod's HTTP side: ``app`` (the FastAPI routes), ``serve`` (the process)."""
