@@ -30,7 +30,7 @@ from avatar_runtime.engines import registry
 from avatar_runtime.pipeline.runner import Pipeline
 from avatar_runtime.settings import RuntimeSettings
 from benchmarks.pipeline_benchmark import machine
-from tests.server.harness import Runtime, job_body, start_runtime, wait_for
+from tests.runtime.server.harness import Runtime, job_body, start_runtime, wait_for
 
 TEXT = (
     "Thank you for joining this short update. The numbers look good this month, and the"

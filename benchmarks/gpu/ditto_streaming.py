@@ -1,7 +1,7 @@
 """XTTS-v2 streaming into Ditto's online mode on the GPU, against speaking first.
 
 Both engines are the runtime's own (``XttsTTS``, ``DittoRenderer``) on
-random-weight volumes (``tests/engines/xtts_volume.py`` at full size,
+random-weight volumes (``tests/runtime/engines/xtts_volume.py`` at full size,
 ``benchmarks/gpu/ditto_volume.py`` around Ditto's fetched code). One job of
 several sentences is made twice:
 
@@ -32,7 +32,7 @@ from avatar_runtime.engines.ditto_renderer import DittoRenderer
 from avatar_runtime.engines.xtts_tts import XttsTTS
 from benchmarks.gpu import ditto_volume
 from benchmarks.gpu.ditto_adapter import FPS, drain, load_portrait
-from tests.engines import xtts_volume
+from tests.runtime.engines import xtts_volume
 
 # About 650 characters: three chunks at XTTS's 250-character limit for English.
 TEXT = (

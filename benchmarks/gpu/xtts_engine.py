@@ -2,7 +2,7 @@
 
 No XTTS-v2 weights can be downloaded here, so a model volume is written with
 the published architecture at full size and random weights
-(``tests/engines/xtts_volume.py``), then loaded by the engine exactly as a pod
+(``tests/runtime/engines/xtts_volume.py``), then loaded by the engine exactly as a pod
 loads a real volume. Random weights never emit the stop token: every chunk runs
 to the model's 605-token cap (about 28 s of audio), which makes each chunk the
 longest a real one can be.
@@ -33,7 +33,7 @@ from avatar_runtime.engines.xtts_batching import Batcher
 from avatar_runtime.engines.xtts_tts import XttsTTS
 from avatar_runtime.gpu import FootprintMeter
 from avatar_runtime.gpu import memory as gpu_memory
-from tests.engines import xtts_volume
+from tests.runtime.engines import xtts_volume
 
 TEXT = (
     "Welcome to the quarterly update. Revenue grew in every region, and the new product line"

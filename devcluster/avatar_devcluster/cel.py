@@ -2,7 +2,8 @@
 
 A real kube-apiserver evaluates a CRD's validation rules with cel-go, typing each node's
 value from the structural schema. The devcluster has no Go, so this module does the same
-with cel-python and hides that library's differences from :mod:`.admission`:
+with cel-python and hides that library's differences from admission's CEL step
+(:mod:`avatar_devcluster.admission.cel_rules`):
 
 * values are converted the way Kubernetes types them (``number`` is always a double,
   ``format: date-time`` a timestamp, property names escaped as ``foo__dash__bar``);

@@ -11,12 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from avatar_devcluster.cluster import Cluster, Target
 from avatar_devcluster.store import Change
-
-if TYPE_CHECKING:
-    from avatar_devcluster.app import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +58,6 @@ class Deployments:
                 log.exception("reconciling deployment %s", deployment["metadata"]["name"])
 
     def _reconcile(self, deployment: Obj) -> None:
-        from avatar_devcluster.app import Target
-
         meta = deployment["metadata"]
         namespace, uid = meta["namespace"], meta["uid"]
         if meta.get("deletionTimestamp"):

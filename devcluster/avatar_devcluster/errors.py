@@ -1,12 +1,13 @@
 """API errors as the API server reports them: ``Status`` objects with stable reasons.
 
 kubectl and kopf read ``code``, ``reason`` and ``message``; a Python traceback
-in an answer is never right.
+in an answer is never right. :class:`PatchError` is the one raised by code that
+knows no ``Status`` (``patching``, ``strategic_merge``): the routes answer it as one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 
 class ApiError(Exception):
@@ -76,3 +77,31 @@ def bad_request(message: str) -> ApiError:
 
 def gone(message: str) -> ApiError:
     return ApiError(410, "Expired", message)
+
+
+_PATCH_REASONS: Final = {
+    400: "BadRequest",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+}
+
+
+class PatchError(Exception):
+    """A patch the API server refuses.
+
+    ``status`` is the HTTP status: 400 for a body that is not a patch of its type, 413 for
+    a JSON patch over the operation limit, 415 for a patch type the resource does not
+    accept, 422 for a patch that cannot be applied to the object (a failed JSON patch
+    ``test``, a missing path) or whose result is not an object.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    @property
+    def reason(self) -> str:
+        """The ``metav1.Status`` reason that goes with the status code."""
+        return _PATCH_REASONS.get(self.status, "BadRequest")

@@ -21,13 +21,11 @@ import re
 import signal
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from avatar_devcluster import metadata
+from avatar_devcluster.cluster import Cluster, Target
 from avatar_devcluster.store import Change, Key
-
-if TYPE_CHECKING:
-    from avatar_devcluster.app import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +235,6 @@ class Kubelet:
         Kubernetes names a container ``<runtime>://<id>``; here ``process://<pid>``,
         so tests (and people) can find, signal or kill a pod's process.
         """
-        from avatar_devcluster.app import Target
-
         pod = self.cluster.store.get(key)
         if pod is None:
             return

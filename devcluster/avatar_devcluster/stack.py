@@ -1,45 +1,44 @@
-"""The whole product on this machine: what ``make demo`` and the end-to-end tests run.
+"""The product's manifests and commands for this machine: what ``local_system`` starts.
 
 The local Kubernetes API stands in for GKE; runtime pods are real
 ``avatar-runtime serve`` processes that the dev cluster starts from a
 Deployment, labelled so the operator finds them as on GKE; the operator is a
 real ``kopf run`` process. What differs from GKE is said here, in one place:
 the pods run on loopback addresses, and ``gs://`` is a local directory.
+
+Pure functions (``build_*``) returning plain data: callers serialise them, or
+change them before applying (the operator benchmark swaps the runtime's
+program for one that renders nothing).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-# Re-exported: the demo, the end-to-end tests and the benchmarks wait on ready pods.
-from avatar_devcluster.controllers import pod_ready as pod_ready
+from avatar_operator import settings
 
 # Shared by the operator (client) and the runtime pods (server) through a Secret.
 TOKEN_SECRET = "avatar-runtime-token"  # noqa: S105 - a Secret's name, not a secret
-POOL_LABEL = "avatar.dev/runtime-pool"
-REPO = Path(__file__).resolve().parents[2]
+RUNTIME_PORT = 8080
 
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def token_secret(token: str, namespace: str = "default") -> str:
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": TOKEN_SECRET, "namespace": namespace},
-            "stringData": {"token": token},
-        }
-    )
+def build_token_secret(token: str, *, namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": TOKEN_SECRET, "namespace": namespace},
+        "stringData": {"token": token},
+    }
 
 
-def runtime_deployment(
+def build_runtime_deployment(
     *,
     buckets: Path,
     name: str = "avatar-runtime",
@@ -48,9 +47,9 @@ def runtime_deployment(
     slots: int = 2,
     namespace: str = "default",
     env: Mapping[str, str] | None = None,
-) -> str:
+) -> dict[str, Any]:
     """A runtime Deployment whose pods the dev cluster runs as local processes."""
-    variables = [
+    variables: list[dict[str, Any]] = [
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {
             "name": "AVATAR_RUNTIME_SERVER__TOKEN",
@@ -64,7 +63,7 @@ def runtime_deployment(
     ]
     variables += [{"name": k, "value": v} for k, v in (env or {}).items()]
     labels = {"app.kubernetes.io/name": "avatar-runtime", "app.kubernetes.io/instance": name}
-    manifest = {
+    return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
@@ -73,7 +72,7 @@ def runtime_deployment(
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {
-                    "labels": {**labels, POOL_LABEL: pool},
+                    "labels": {**labels, settings.POOL_LABEL: pool},
                     "annotations": {"devcluster.avatar.dev/process": "true"},
                 },
                 "spec": {
@@ -84,11 +83,11 @@ def runtime_deployment(
                             "image": "avatar-runtime:cpu",
                             "command": [_bin("avatar-runtime"), "serve"],
                             "args": [
-                                *("--host", "$(POD_IP)", "--port", "8080"),
+                                *("--host", "$(POD_IP)", "--port", str(RUNTIME_PORT)),
                                 *("--slots", str(slots)),
                             ],
                             "env": variables,
-                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "ports": [{"name": "http", "containerPort": RUNTIME_PORT}],
                             "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
                         }
                     ],
@@ -96,16 +95,15 @@ def runtime_deployment(
             },
         },
     }
-    return json.dumps(manifest)
 
 
-def operator_command(*namespaces: str) -> list[str]:
-    """``kopf run`` of the operator, as its container runs it."""
+def build_operator_command(namespaces: Sequence[str] = ()) -> list[str]:
+    """``kopf run`` of the operator, as its container runs it (all namespaces by default)."""
     scope = [f"--namespace={n}" for n in namespaces] or ["--all-namespaces"]
     return [_bin("kopf"), "run", "--standalone", *scope, "-m", "avatar_operator.handlers"]
 
 
-def operator_env(
+def build_operator_env(
     *,
     kubeconfig: Path,
     token: str,
@@ -113,11 +111,14 @@ def operator_env(
     runtime_namespace: str = "default",
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
+    """The operator's own variables, as its container gets them (not the rest of a process's).
+
+    Names as ``avatar_operator.settings`` reads them: a group, ``__``, a field.
+    """
     return {
-        **os.environ,
         "KUBECONFIG": str(kubeconfig),
-        "AVATAR_OPERATOR_RUNTIME_TOKEN": token,
-        "AVATAR_OPERATOR_RUNTIME_NAMESPACE": runtime_namespace,
-        "AVATAR_OPERATOR_METRICS_PORT": str(metrics_port),
+        "AVATAR_OPERATOR_RUNTIME__TOKEN": token,
+        "AVATAR_OPERATOR_RUNTIME__NAMESPACE": runtime_namespace,
+        "AVATAR_OPERATOR_METRICS__PORT": str(metrics_port),
         **(extra or {}),
     }

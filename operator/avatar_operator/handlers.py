@@ -36,12 +36,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     load_config()
     registry = CollectorRegistry()
     metrics = OperatorMetrics(registry)
-    if config.metrics_port:
-        start_http_server(config.metrics_port, registry=registry)
+    if config.metrics.port:
+        start_http_server(config.metrics.port, registry=registry)
     dispatcher = Dispatcher(
         settings=config,
-        kube=Kube(workers=config.api_workers),
-        runtime=RuntimeClient(token=config.token(), timeout=config.request_timeout_seconds),
+        kube=Kube(workers=config.kube.api_workers),
+        runtime=RuntimeClient(
+            token=config.runtime.read_token(), timeout=config.runtime.request_timeout_seconds
+        ),
         metrics=metrics,
     )
     dispatcher.start()
@@ -49,7 +51,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     log.info(
         "dispatching to runtime pods labelled %s in namespace %s",
         POOL_LABEL,
-        config.runtime_namespace,
+        config.runtime.namespace,
     )
 
 

@@ -1,24 +1,33 @@
 """The runtime pods the operator can dispatch to: found by label, sized by ``/v1/capacity``.
 
-The pod watch says which pods exist and are ready; the capacity read says how
-many slots each has and whether it accepts work. Free slots are counted from
-the operator's own dispatches, so a slot is taken the moment a job is sent,
-not when the next capacity read notices it.
+The pod watch says which pods exist and are ready; the capacity read (``CapacityReader``)
+says how many slots each has, which engines it runs and whether it accepts work. Free
+slots are counted from the operator's own dispatches, so a slot is taken the moment a
+job is sent, not when the next capacity read notices it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from avatar_operator.runtime_client import RuntimeClient
 from avatar_operator.settings import POOL_LABEL
 from avatar_runtime.api.schemas import Capacity
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
-class RuntimePod:
+class PodRecord:
+    """What the operator knows of one runtime pod (the runtime's own ``RuntimePod`` is the
+    process inside it)."""
+
     name: str
     pool: str = "default"
     address: str | None = None
@@ -80,21 +89,21 @@ class PodRegistry:
     def __init__(self, *, namespace: str, default_port: int) -> None:
         self.namespace = namespace
         self.default_port = default_port
-        self._pods: dict[str, RuntimePod] = {}
+        self._pods: dict[str, PodRecord] = {}
 
-    def get(self, name: str) -> RuntimePod | None:
+    def get(self, name: str) -> PodRecord | None:
         return self._pods.get(name)
 
-    def all(self) -> list[RuntimePod]:
+    def all(self) -> list[PodRecord]:
         return list(self._pods.values())
 
-    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> RuntimePod | None:
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> PodRecord | None:
         """Apply one watch event; returns the pod when it may have gained free slots."""
         meta = body.get("metadata") or {}
         if meta.get("namespace", "") != self.namespace:
             return None
         name = meta["name"]
-        pod = self._pods.setdefault(name, RuntimePod(name=name))
+        pod = self._pods.setdefault(name, PodRecord(name=name))
         labels = meta.get("labels") or {}
         pod.pool = labels.get(POOL_LABEL) or "default"
         status = body.get("status") or {}
@@ -111,9 +120,9 @@ class PodRegistry:
             del self._pods[name]
         return pod if pod.ready and not was_ready else None
 
-    def reserve(self, name: str, uid: str) -> RuntimePod:
+    def reserve(self, name: str, uid: str) -> PodRecord:
         """Count a job against a pod, known yet or not (an adopted job after a restart)."""
-        pod = self._pods.setdefault(name, RuntimePod(name=name, port=self.default_port))
+        pod = self._pods.setdefault(name, PodRecord(name=name, port=self.default_port))
         pod.jobs.add(uid)
         return pod
 
@@ -133,9 +142,9 @@ class PodRegistry:
 
     def pick(
         self, pool: str, *, tts: str | None = None, renderer: str | None = None
-    ) -> RuntimePod | None:
+    ) -> PodRecord | None:
         """The pool's pod with the most free slots (spreads jobs) that runs the engines asked."""
-        best: RuntimePod | None = None
+        best: PodRecord | None = None
         for pod in self._pods.values():
             if pod.pool != pool or pod.free <= 0 or not pod.runs(tts=tts, renderer=renderer):
                 continue
@@ -155,3 +164,57 @@ class PodRegistry:
 
     def pools(self) -> set[str]:
         return {p.pool for p in self._pods.values()}
+
+
+class CapacityReader:
+    """Reads each ready pod's capacity: at once when it becomes ready, then now and then.
+
+    ``wanted()`` asks for a read soon (a pod became ready, or refused a job); pods are
+    read concurrently, and ``on_read`` runs after each round that read any, so the
+    dispatcher looks at the new free slots at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        pods: PodRegistry,
+        runtime: RuntimeClient,
+        refresh_seconds: float,
+        on_read: Callable[[], None],
+    ) -> None:
+        self.pods = pods
+        self.runtime = runtime
+        self.refresh_seconds = refresh_seconds
+        self._on_read = on_read
+        self._wanted = asyncio.Event()
+
+    def wanted(self) -> None:
+        self._wanted.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wanted.wait(), 1.0)
+            self._wanted.clear()
+            await self.read_stale()
+
+    async def read_stale(self) -> None:
+        now = time.monotonic()
+        stale = [
+            p
+            for p in self.pods.all()
+            if p.ready
+            and p.url
+            and (p.capacity is None or now - p.capacity_read > self.refresh_seconds)
+        ]
+        results = await asyncio.gather(
+            *(self.runtime.capacity(p.url) for p in stale if p.url), return_exceptions=True
+        )
+        for pod, result in zip(stale, results, strict=True):
+            if isinstance(result, BaseException):
+                log.info("runtime pod %s: no capacity: %s", pod.name, result)
+                self.pods.set_capacity(pod.name, None)
+            else:
+                self.pods.set_capacity(pod.name, result)
+        if stale:
+            self._on_read()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import httpx
 from pydantic import ValidationError
 
+from avatar_runtime.api.errors import ErrorCode
 from avatar_runtime.api.schemas import Capacity, ErrorBody, ErrorInfo, JobRequest, JobStatus
 
 
@@ -48,19 +49,26 @@ def _error(response: httpx.Response) -> ErrorInfo:
         return ErrorBody.model_validate_json(response.content).error
     except ValidationError:
         return ErrorInfo(
-            code="InternalError",
+            code=ErrorCode.INTERNAL,
             message=f"runtime answered {response.status_code}: {response.text[:200]}",
             retriable=True,
         )
 
 
 class RuntimeClient:
-    def __init__(self, *, token: str | None, timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            transport=transport,
         )
         self._timeout = timeout
 

@@ -1,10 +1,16 @@
-"""The operator's configuration: one typed place, read from ``AVATAR_OPERATOR_*`` variables."""
+"""Every knob of the operator, in one typed place, grouped by the part that reads it.
+
+Values come from keyword arguments, then ``AVATAR_OPERATOR_*`` environment variables
+(nested groups with ``__``, e.g. ``AVATAR_OPERATOR_RETRIES__BASE_SECONDS``), as the
+runtime's settings do. Code receives an ``OperatorSettings`` object (or one of its
+groups); nothing reads the environment itself.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GROUP = "avatar.dev"
@@ -16,70 +22,123 @@ FINALIZER = "avatar.dev/operator"
 POOL_LABEL = "avatar.dev/runtime-pool"
 
 
-class OperatorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AVATAR_OPERATOR_", extra="ignore")
+class RuntimeApiSettings(BaseModel):
+    """How the operator finds and talks to runtime pods."""
 
-    runtime_namespace: str = Field(
+    namespace: str = Field(
         "default", description="Namespace of the runtime pods (the chart's release namespace)."
     )
-    runtime_port: int = Field(
+    port: int = Field(
         8080, ge=1, le=65535, description="Runtime API port when the pod names no 'http' port."
     )
-    runtime_token: str | None = Field(None, description="Bearer token for the runtime API.")
-    runtime_token_file: Path | None = Field(
+    token: str | None = Field(None, description="Bearer token for the runtime API.")
+    token_file: Path | None = Field(
         None, description="File holding the runtime API token (a mounted Secret); wins over token."
     )
-    request_timeout_seconds: float = Field(10.0, gt=0, description="Per runtime API request.")
+    request_timeout_seconds: float = Field(
+        10.0, gt=0, description="Per runtime API request, seconds (a long poll adds its wait)."
+    )
+    cancel_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long a delete or deadline waits for the runtime to stop it."
+    )
+
+    def read_token(self) -> str | None:
+        if self.token_file is not None:
+            return self.token_file.read_text().strip() or None
+        return self.token
+
+
+class TrackingSettings(BaseModel):
+    """Following one attempt on one pod (``tracking``), and reading pods' capacity."""
+
     long_poll_seconds: float = Field(
         2.0,
         gt=0,
         le=30,
         description=(
-            "How long one status read waits on the runtime for the job to finish. A finished"
-            " job is seen at once; progress is mirrored at most this often."
+            "How long one status read waits on the runtime for the job to finish, seconds. A"
+            " finished job is seen at once; progress is mirrored at most this often."
         ),
     )
     unreachable_backoff_seconds: tuple[float, float] = Field(
-        (0.2, 2.0), description="First and longest pause between reads of an unreachable pod."
+        (0.2, 2.0), description="First and longest pause between reads of an unreachable pod, s."
     )
     pod_lost_seconds: float = Field(
         10.0,
         gt=0,
-        description="A pod silent this long has lost its jobs; they run elsewhere.",
+        description="A pod silent this long has lost its jobs, seconds; they run elsewhere.",
     )
     capacity_refresh_seconds: float = Field(
-        10.0, gt=0, description="How often each pod's /v1/capacity is read again."
-    )
-    status_interval_seconds: float = Field(
-        1.0, ge=0, description="Progress is written to a resource's status at most this often."
-    )
-    queue_status_seconds: float = Field(
-        5.0, gt=0, description="How often the queue positions in statuses are brought up to date."
-    )
-    queue_status_top: int = Field(
-        50, ge=0, description="Only the first this many queued resources get position updates."
-    )
-    retry_base_seconds: float = Field(
-        10.0, ge=0, description="Backoff before the first retry; doubles with each attempt."
-    )
-    retry_max_seconds: float = Field(300.0, ge=0, description="Longest backoff between attempts.")
-    cancel_timeout_seconds: float = Field(
-        10.0, gt=0, description="How long a delete waits for the runtime to stop the job."
-    )
-    metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus /metrics; 0 = off.")
-    api_workers: int = Field(
-        8, ge=1, description="Concurrent Kubernetes API calls (status writes, deletes)."
-    )
-    chars_per_second: dict[str, float] = Field(
-        default_factory=lambda: {"en": 14.0},
-        description="Prior for backlog estimates: characters of text per second of video.",
-    )
-    default_chars_per_second: float = Field(14.0, gt=0)
-    audio_prior_seconds: float = Field(
-        30.0, gt=0, description="Backlog estimate for a recording before any has been measured."
+        10.0,
+        gt=0,
+        description="How often each pod's /v1/capacity is read again, seconds (engines, slots).",
     )
 
-    def token(self) -> str | None:
-        if self.runtime_token_file is not None:
-            return self.runtime_token_file.read_text().strip() or None
-        return self.runtime_token
+
+class RetrySettings(BaseModel):
+    """Backoff between attempts after a retriable failure (a lost pod retries at once)."""
+
+    base_seconds: float = Field(
+        10.0, ge=0, description="Before the first retry, seconds; doubles with each attempt."
+    )
+    max_seconds: float = Field(300.0, ge=0, description="Longest backoff between attempts, s.")
+
+
+class StatusSettings(BaseModel):
+    """How often the operator writes to resources: the API server's load grows with it."""
+
+    progress_interval_seconds: float = Field(
+        1.0, ge=0, description="Progress is written to a resource's status at most this often, s."
+    )
+    queue_positions_seconds: float = Field(
+        5.0, gt=0, description="How often the queue positions in statuses are brought up to date."
+    )
+    queue_positions_top: int = Field(
+        50,
+        ge=0,
+        description="Only the first this many queued resources of a pool get position updates"
+        " (the rest keep the position they were queued at: a bounded number of writes).",
+    )
+
+
+class KubeSettings(BaseModel):
+    """The operator's own Kubernetes API calls (status writes, Events, deletes)."""
+
+    api_workers: int = Field(
+        8,
+        ge=1,
+        description="Concurrent Kubernetes API calls: threads of the official client's pool.",
+    )
+
+
+class EstimateSettings(BaseModel):
+    """Priors for the backlog estimate (seconds of video waiting), learnt from then on."""
+
+    chars_per_second: dict[str, float] = Field(
+        default_factory=lambda: {"en": 14.0},
+        description="Characters of text per second of video, by language.",
+    )
+    default_chars_per_second: float = Field(
+        14.0, gt=0, description="For languages not in chars_per_second."
+    )
+    audio_prior_seconds: float = Field(
+        30.0, gt=0, description="Estimate for a recording before any has been rendered, seconds."
+    )
+
+
+class MetricsSettings(BaseModel):
+    port: int = Field(9090, ge=0, le=65535, description="Prometheus /metrics port; 0 = off.")
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AVATAR_OPERATOR_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    runtime: RuntimeApiSettings = Field(default_factory=RuntimeApiSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    retries: RetrySettings = Field(default_factory=RetrySettings)
+    status: StatusSettings = Field(default_factory=StatusSettings)
+    kube: KubeSettings = Field(default_factory=KubeSettings)
+    estimates: EstimateSettings = Field(default_factory=EstimateSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)

@@ -11,21 +11,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from avatar_operator.jobs import Conditions, Phase
 from avatar_operator.resource import format_time
 from avatar_runtime.api.jobs import OutputFile
 from avatar_runtime.api.schemas import ErrorInfo, JobStatus
 
 Patch = dict[str, Any]
-Conditions = dict[str, dict[str, Any]]
-
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
-    "Queued",
-    "Running",
-    "Succeeded",
-    "Failed",
-    "Cancelled",
-)
-FINISHED_PHASES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 
 def now() -> dt.datetime:
@@ -90,7 +81,7 @@ def queued(
     else:
         message = f"Waiting for a free slot in pool {pool!r}."
     return {
-        "phase": QUEUED,
+        "phase": Phase.QUEUED,
         "observedGeneration": generation,
         "stage": None,
         "progress": 0,
@@ -105,7 +96,7 @@ def queued(
 
 def dispatched(*, pod: str, attempts: int, start: dt.datetime | None, generation: int) -> Patch:
     patch: Patch = {
-        "phase": RUNNING,
+        "phase": Phase.RUNNING,
         "observedGeneration": generation,
         "stage": "dispatched",
         "progress": 0,
@@ -131,7 +122,7 @@ def succeeded(job: JobStatus, *, finished: dt.datetime) -> Patch:
     outputs = job.outputs
     stages = job.stages.model_dump() if job.stages else None
     return {
-        "phase": SUCCEEDED,
+        "phase": Phase.SUCCEEDED,
         "stage": "done",
         "progress": 100,
         "completionTime": format_time(finished),
@@ -165,7 +156,7 @@ def _error(error: ErrorInfo | None) -> dict[str, Any] | None:
     return out
 
 
-def failed(error: ErrorInfo, *, finished: dt.datetime, phase: str = FAILED) -> Patch:
+def failed(error: ErrorInfo, *, finished: dt.datetime, phase: Phase = Phase.FAILED) -> Patch:
     return {
         "phase": phase,
         "completionTime": format_time(finished),

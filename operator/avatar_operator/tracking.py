@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from avatar_operator.kube import Kube
 from avatar_operator.pods import PodRegistry
 from avatar_operator.runtime_client import JobNotFoundError, PodUnreachableError, RuntimeClient
-from avatar_operator.settings import OperatorSettings
+from avatar_operator.settings import TrackingSettings
 from avatar_runtime.api.schemas import JobStatus
 
 
@@ -40,7 +40,7 @@ class AttemptEnd:
 
 class Tracker:
     def __init__(
-        self, *, settings: OperatorSettings, runtime: RuntimeClient, pods: PodRegistry, kube: Kube
+        self, *, settings: TrackingSettings, runtime: RuntimeClient, pods: PodRegistry, kube: Kube
     ) -> None:
         self.settings = settings
         self.runtime = runtime

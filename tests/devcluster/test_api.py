@@ -13,7 +13,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import yaml
 
 from avatar_devcluster import app, running
 from avatar_devcluster.store import Store
+from avatar_devcluster.waiting import wait_until
 from tests.devcluster.conftest import WIDGET_CRD
 
 Obj = dict[str, Any]
@@ -165,13 +166,6 @@ def take(events: Iterator[Obj], count: int) -> list[Obj]:
 
 def kinds_and_names(events: list[Obj]) -> list[tuple[str, str]]:
     return [(e["type"], e["object"]["metadata"]["name"]) for e in events]
-
-
-def eventually(check: Callable[[], bool], *, timeout: float = 3) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.02)
 
 
 # -- create ------------------------------------------------------------------------------
@@ -708,7 +702,12 @@ def test_owner_references_cascade(crd_api: httpx.Client) -> None:
        201)  # fmt: skip
     ok(crd_api.post(CONFIGMAPS, json={"metadata": {"name": "free"}}), 201)
     ok(crd_api.delete(f"{WIDGETS}/w"))
-    eventually(lambda: crd_api.get(f"{CONFIGMAPS}/owned").status_code == 404)
+    wait_until(
+        lambda: crd_api.get(f"{CONFIGMAPS}/owned").status_code == 404,
+        timeout=3,
+        every=0.02,
+        what="the owned ConfigMap to go",
+    )
     assert ok(crd_api.get(f"{CONFIGMAPS}/free"))["metadata"]["name"] == "free"
 
 
@@ -720,7 +719,12 @@ def test_deleting_a_namespace_deletes_what_is_in_it(crd_api: httpx.Client) -> No
     team_cms = "/api/v1/namespaces/team/configmaps"
     ok(crd_api.post(team_cms, json={"metadata": {"name": "c"}}), 201)
     ok(crd_api.delete(f"{NAMESPACES}/team"))
-    eventually(lambda: crd_api.get(f"{NAMESPACES}/team").status_code == 404)
+    wait_until(
+        lambda: crd_api.get(f"{NAMESPACES}/team").status_code == 404,
+        timeout=3,
+        every=0.02,
+        what="the namespace to go",
+    )
     assert ok(crd_api.get(team_cms))["items"] == []
     everywhere = ok(crd_api.get(ALL_WIDGETS))["items"]
     assert [(w["metadata"]["namespace"], w["metadata"]["name"]) for w in everywhere] == [

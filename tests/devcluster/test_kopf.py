@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from avatar_devcluster import running
-from tests.devcluster.conftest import Kubectl, eventually
+from avatar_devcluster.kubectl import Kubectl
+from avatar_devcluster.waiting import wait_until
 from tests.devcluster.test_kubectl import widget
 
 OPERATOR = Path(__file__).with_name("widget_operator.py")
@@ -62,22 +63,23 @@ def kopf(cluster: running.Running, tmp_path: Path, widgets: Kubectl) -> Iterator
 
 def test_kopf_handles_a_widgets_life(kopf: Kopf, widgets: Kubectl) -> None:
     widgets.apply(widget("k1", 2))
-    eventually(lambda: "create k1" in kopf.events(), what="the create handler")
-    eventually(
+    wait_until(lambda: "create k1" in kopf.events(), timeout=30, what="the create handler")
+    wait_until(
         lambda: (
             json.loads(widgets("get", "wd", "k1", "-o", "json").stdout)
             .get("status", {})
             .get("phase")
             == "Ready"
         ),
+        timeout=30,
         what="status written through the status subresource",
     )
     obj = json.loads(widgets("get", "wd", "k1", "-o", "json").stdout)
     assert "example.com/widget-operator" in obj["metadata"]["finalizers"]
-    eventually(lambda: "daemon-start k1" in kopf.events(), what="the daemon")
+    wait_until(lambda: "daemon-start k1" in kopf.events(), timeout=30, what="the daemon")
 
     widgets.apply(widget("k1", 6))
-    eventually(lambda: "update:6 k1" in kopf.events(), what="the update handler")
+    wait_until(lambda: "update:6 k1" in kopf.events(), timeout=30, what="the update handler")
 
     widgets("delete", "wd", "k1", "--timeout=30s")  # waits for kopf to release the finalizer
     assert "delete k1" in kopf.events()
@@ -86,12 +88,18 @@ def test_kopf_handles_a_widgets_life(kopf: Kopf, widgets: Kubectl) -> None:
 
 def test_a_restarted_kopf_does_not_rerun_finished_handlers(kopf: Kopf, widgets: Kubectl) -> None:
     widgets.apply(widget("k2", 3))
-    eventually(lambda: "create k2" in kopf.events(), what="the create handler")
+    wait_until(lambda: "create k2" in kopf.events(), timeout=30, what="the create handler")
     kopf.stop()
     kopf.start()
-    eventually(lambda: kopf.events().count("daemon-start k2") == 2, what="the daemon restarting")
+    wait_until(
+        lambda: kopf.events().count("daemon-start k2") == 2,
+        timeout=30,
+        what="the daemon restarting",
+    )
     widgets.apply(widget("k2", 4))
-    eventually(lambda: "update:4 k2" in kopf.events(), what="the update after the restart")
+    wait_until(
+        lambda: "update:4 k2" in kopf.events(), timeout=30, what="the update after the restart"
+    )
     assert kopf.events().count("create k2") == 1  # resumed from the stored state
 
 
@@ -100,18 +108,18 @@ def test_watches_resume_after_a_dev_cluster_restart(tmp_path: Path) -> None:
     state, config = tmp_path / "state.json", tmp_path / "kubeconfig"
     port = running.free_port()
     with running.in_thread(kubeconfig_path=config, state=state, port=port) as dev:
-        kubectl = Kubectl(dev.kubeconfig, tmp_path)
+        kubectl = Kubectl(dev.kubeconfig)
         from tests.devcluster.conftest import WIDGET_CRD
 
         kubectl.apply(WIDGET_CRD)
         operator = Kopf(dev.kubeconfig, tmp_path / "handlers.log", tmp_path / "kopf.out")
         operator.start()
         kubectl.apply(widget("r1", 2))
-        eventually(lambda: "create r1" in operator.events(), what="the first create")
+        wait_until(lambda: "create r1" in operator.events(), timeout=30, what="the first create")
     try:
         with running.in_thread(kubeconfig_path=config, state=state, port=port):
             kubectl.apply(widget("r2", 2))
-            eventually(
+            wait_until(
                 lambda: "create r2" in operator.events(), timeout=40, what="a create after restart"
             )
             assert operator.events().count("create r1") == 1

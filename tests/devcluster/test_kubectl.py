@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.devcluster.conftest import Kubectl
+from avatar_devcluster.kubectl import Kubectl
 
 
 def widget(name: str, size: int, **labels: str) -> str:

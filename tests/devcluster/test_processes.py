@@ -11,7 +11,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.devcluster.conftest import Kubectl, eventually
+from avatar_devcluster.kubectl import Kubectl
+from avatar_devcluster.waiting import wait_until
 
 # A web server per pod, bound to the pod's own loopback address, with a readiness probe.
 DEPLOYMENT = f"""
@@ -83,13 +84,14 @@ def test_a_deployment_scales_real_processes_up_and_down(kubectl: Kubectl) -> Non
     assert pods(kubectl) == []
 
     kubectl("scale", "deployment", "web", "--replicas=2")
-    eventually(
+    wait_until(
         lambda: (
             len(pods(kubectl)) == 2
             and all(
                 p["status"].get("containerStatuses", [{}])[0].get("ready") for p in pods(kubectl)
             )
         ),
+        timeout=30,
         what="2 ready pods",
     )
     addresses = sorted(p["status"]["podIP"] for p in pods(kubectl))
@@ -97,13 +99,14 @@ def test_a_deployment_scales_real_processes_up_and_down(kubectl: Kubectl) -> Non
     for address in addresses:
         with urllib.request.urlopen(f"http://{address}:8000/", timeout=5) as answer:
             assert answer.status == 200
-    eventually(
+    wait_until(
         lambda: (
             json.loads(kubectl("get", "deployment", "web", "-o", "json").stdout)["status"].get(
                 "readyReplicas"
             )
             == 2
         ),
+        timeout=30,
         what="the Deployment's status to count 2 ready replicas",
     )
     table = kubectl("get", "pods").stdout
@@ -116,7 +119,7 @@ def test_a_deployment_scales_real_processes_up_and_down(kubectl: Kubectl) -> Non
         assert any(os.getpgid(owner) == pid for owner in listeners(address, 8000)), address
 
     kubectl("scale", "deployment", "web", "--replicas=0")
-    eventually(lambda: pods(kubectl) == [], what="the pods to go")
+    wait_until(lambda: pods(kubectl) == [], timeout=30, what="the pods to go")
     assert not any(alive(pid) for pid in pids.values())
     for address in addresses:  # the processes ended: nothing answers any more
         try:
@@ -128,11 +131,13 @@ def test_a_deployment_scales_real_processes_up_and_down(kubectl: Kubectl) -> Non
 
 def test_deleting_a_deployment_takes_its_pods_and_processes(kubectl: Kubectl) -> None:
     kubectl.apply(DEPLOYMENT.replace("replicas: 0", "replicas: 1"))
-    eventually(lambda: len(pods(kubectl)) == 1, what="a pod")
-    eventually(lambda: bool(pods(kubectl)[0]["status"].get("podIP")), what="the pod to run")
+    wait_until(lambda: len(pods(kubectl)) == 1, timeout=30, what="a pod")
+    wait_until(
+        lambda: bool(pods(kubectl)[0]["status"].get("podIP")), timeout=30, what="the pod to run"
+    )
     address = pods(kubectl)[0]["status"]["podIP"]
     kubectl("delete", "deployment", "web")
-    eventually(lambda: pods(kubectl) == [], what="the pod to be collected")
+    wait_until(lambda: pods(kubectl) == [], timeout=30, what="the pod to be collected")
     try:
         urllib.request.urlopen(f"http://{address}:8000/", timeout=2)
     except OSError:

@@ -1,7 +1,8 @@
-"""Typed job errors with stable codes.
+"""Typed job errors with stable codes: the one list a user scripts against.
 
 The operator copies ``code``, ``message`` and ``retriable`` into the AvatarVideo
-status, and users script against the codes, so a code never changes meaning once
+status, so every code a user can find in ``status.error.code`` is here, the
+runtime's and the operator's own alike, and a code never changes meaning once
 released. Add new codes; never rename one.
 """
 
@@ -56,6 +57,9 @@ class ErrorCode(enum.StrEnum):
     POD_FULL = "PodFull"
     NOT_ACCEPTING = "NotAccepting"
     INTERNAL = "InternalError"
+    # Set by the operator, never by a runtime pod
+    DEADLINE_EXCEEDED = "DeadlineExceeded"  # not finished within the spec's deadlineSeconds
+    RUNTIME_LOST = "RuntimeLost"  # the pod died, was deleted, or forgot the job
 
 
 # Failures that may pass on their own: worth another attempt (possibly on another pod).

@@ -1,8 +1,10 @@
 """What a job asks for and what it returns.
 
-These models are the contract between the CLI, the runtime's HTTP API (a later
-issue) and the operator, which maps ``JobSpec`` from an AvatarVideo's spec and
-copies ``JobResult`` into its status. Field names are part of that contract.
+These models are the core the CLI and the runtime's HTTP API share: the CLI
+builds a ``JobSpec`` itself, the API from a ``JobRequest`` (``schemas``), and a
+finished job's stage seconds and outputs go back in its ``JobStatus``, which the
+operator copies into the AvatarVideo's status. Field names are part of that
+contract.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The runtime's HTTP contract: what the operator sends and reads back.
 
-The operator imports this module and nothing else of the runtime, so it stays
-free of engines and web frameworks: pydantic models only. Field names are part
-of the interface; add fields, never rename them.
+The operator imports the ``avatar_runtime.api`` package (``errors``, ``jobs`` and
+this module) and nothing else of the runtime, so all three stay free of engines,
+numpy and web frameworks (``.importlinter`` checks it). Field names are part of
+the interface; add fields, never rename them.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from avatar_runtime.api.errors import ErrorCode
 from avatar_runtime.api.jobs import JobSpec, Outputs, StageSeconds
 
 # A Kubernetes uid, or any other id of the same alphabet.
@@ -92,10 +94,22 @@ class JobState(enum.StrEnum):
 
 
 class ErrorInfo(BaseModel):
-    code: str
+    code: ErrorCode
     message: str
     retriable: bool
     field: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_code(cls, data: Any) -> Any:
+        """A code newer than this side (a runtime upgraded before its operator) is kept in
+        the message and read as InternalError, so the answer is still understood."""
+        if isinstance(data, dict) and "code" in data and not isinstance(data["code"], ErrorCode):
+            code = str(data["code"])
+            if code not in ErrorCode.__members__.values():
+                message = f"{code}: {data.get('message', '')}"
+                return {**data, "code": ErrorCode.INTERNAL, "message": message}
+        return data
 
 
 class JobStatus(BaseModel):

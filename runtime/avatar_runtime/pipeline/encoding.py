@@ -27,8 +27,8 @@ _AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 4
 class Mp4Writer:
     """Write frames one at a time; the audio track is laid alongside as frames arrive.
 
-    The audio is given whole at the start, or added as it is made (``add_audio``)
-    when rendering follows a streaming TTS; either way it is sent in step with
+    The audio is added with ``add_audio``: whole before the first frame, or as it is
+    made when rendering follows a streaming TTS; either way it is sent in step with
     the frames and ends with the last one.
     """
 
@@ -38,7 +38,6 @@ class Mp4Writer:
         *,
         size: int,
         fps: int,
-        audio: AudioArray | None = None,
         sample_rate: int,
         settings: VideoSettings,
     ) -> None:
@@ -59,14 +58,12 @@ class Mp4Writer:
         self._audio.bit_rate = settings.audio_bitrate
         self._sample_rate = sample_rate
         self._samples = np.zeros(0, dtype=np.float32)
-        if audio is not None:
-            self.add_audio(audio)
         self._fps = fps
         self._frames = 0
         self._audio_sent = 0
 
     def add_audio(self, samples: AudioArray) -> None:
-        """More of the soundtrack, as a streaming TTS makes it (at the rate given at start)."""
+        """More of the soundtrack (at the rate given at start)."""
         if len(samples) == 0:  # called for every frame; most bring no new speech
             return
         if self._source_rate != self._sample_rate:

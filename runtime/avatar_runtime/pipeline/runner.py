@@ -3,26 +3,27 @@
 The engines are loaded once (``Engines.load``) and shared by every job the
 process runs. For a text job the ASR runs beside rendering, unless the TTS
 gives no phoneme timings (XTTS-v2) and the renderer follows words (the
-embedded one): then it runs first. A failed intelligibility check stops the
-render at the next frame. Nothing reaches the output location until every
-file is complete.
+embedded one): then it runs first. Where both the TTS and the renderer stream
+(XTTS-v2 + Ditto online), the speech goes to the renderer chunk by chunk and the
+ASR starts once it is complete. Either way the frames go through one loop
+(``frame_loop``). A failed intelligibility check stops the render at the next
+frame. Nothing reaches the output location until every file is complete.
 """
 
 from __future__ import annotations
 
-import contextvars
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import replace
-from pathlib import Path
 
 from avatar_runtime.api.errors import ErrorCode, JobError
-from avatar_runtime.api.jobs import JobResult, JobSpec, Outputs, StageSeconds
+from avatar_runtime.api.jobs import JobResult, JobSpec, Outputs
 from avatar_runtime.engines.base import (
+    AudioArray,
     PreparedAvatar,
     Speech,
     StreamingRenderer,
@@ -36,37 +37,17 @@ from avatar_runtime.inputs import voice as voice_input
 from avatar_runtime.inputs.fetching import fetch_bytes
 from avatar_runtime.inputs.portrait import decode_portrait
 from avatar_runtime.inputs.speech import clean_text, decode_audio
-from avatar_runtime.pipeline import audio, captions, intelligibility
-from avatar_runtime.pipeline.encoding import Mp4Writer, write_thumbnail
+from avatar_runtime.pipeline import audio, captions, context, frame_loop
+from avatar_runtime.pipeline.context import JobContext, ProgressCallback
+from avatar_runtime.pipeline.listening import Heard, Listener, already_heard
 from avatar_runtime.pipeline.speech_feed import SpeechFeed
 from avatar_runtime.pipeline.storage import OutputTarget, scratch_dir
 from avatar_runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, float], None]
-"""Called with (stage, overall progress 0..1) as a job advances."""
-
-# Share of the whole job each stage accounts for, for the progress figure.
-_PROGRESS = {"fetch": 0.0, "tts": 0.05, "asr": 0.1, "render": 0.12, "upload": 0.95}
 # Recordings are decoded at this rate for the video's audio track.
 _RECORDING_RATE = 24_000
-
-
-class _Timer:
-    def __init__(self) -> None:
-        self.seconds = StageSeconds()
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(name, time.perf_counter() - start)
-
-    def add(self, name: str, seconds: float) -> None:
-        setattr(self.seconds, name, getattr(self.seconds, name) + seconds)
 
 
 class Pipeline:
@@ -75,10 +56,10 @@ class Pipeline:
     def __init__(self, engines: Engines, settings: RuntimeSettings) -> None:
         self.engines = engines
         self.settings = settings
-        self._asr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        self._listener = Listener(engines.asr, max_wer=settings.quality.max_wer)
 
     def close(self) -> None:
-        self._asr_pool.shutdown(wait=True)
+        self._listener.close()
 
     def run(
         self,
@@ -116,81 +97,85 @@ class Pipeline:
         progress: ProgressCallback | None,
         cancel: threading.Event | None,
     ) -> JobResult:
-        report = progress or (lambda _stage, _value: None)
-        stop = cancel or threading.Event()
+        report = progress or _report_nothing
         started = time.perf_counter()
-        timer = _Timer()
+        timer = context.StageTimer()
         self._check_language(spec)
         target = OutputTarget(spec.output)
 
         # Cheap checks first: a bad text fails before anything is downloaded.
         text = clean_text(spec.text, limits=self.settings.limits) if spec.text is not None else None
-        report("fetch", _PROGRESS["fetch"])
+        report("fetch", context.SHARES["fetch"])
         with timer.stage("fetch"):
             voice = self._fetch_voice(spec) if text is not None else None
             avatar = self._prepare_avatar(spec)
             recording = self._fetch_recording(spec) if spec.audio is not None else None
 
-        transcript_future: Future[tuple[Transcript, float | None]] = Future()
-        speech: Speech | None = None  # a streaming render makes it as it goes
-        _check_stop(stop)
-        if text is None:
-            assert recording is not None
-            report("asr", _PROGRESS["asr"])
-            transcript = self._transcribe(recording, spec.language, timer)
-            speech = replace(recording, words=transcript.words)
-            transcript_future.set_result((transcript, None))
-        else:
-            report("tts", _PROGRESS["tts"])
-            if not self._streams():
-                speech, transcript_future = self._speak(spec, text, voice, timer, report, stop)
-
-        _check_stop(stop)
         with scratch_dir(self.settings.work_dir) as scratch:
-            try:
-                if speech is None:
-                    assert text is not None
-                    files, speech, transcript_future = self._render_streaming(
-                        spec, text, voice, avatar, scratch, timer, report, stop
-                    )
-                else:
-                    files = self._render(spec, avatar, speech, scratch, timer, report, stop)
-            except JobError as error:
-                # A render stopped by a failed intelligibility check reports that failure.
-                if error.code is ErrorCode.CANCELLED and transcript_future.done():
-                    transcript_future.result()
-                raise
-            transcript, wer = transcript_future.result()
-            total = frame_count(speech.duration, spec.fps)
-            video_seconds = total / spec.fps
+            job = JobContext(
+                spec=spec,
+                text=text,
+                voice=voice,
+                scratch=scratch,
+                report=report,
+                stop=cancel or threading.Event(),
+                timer=timer,
+            )
+            video, transcript, wer = self._speak_and_render(job, avatar=avatar, recording=recording)
+            files = video.files()
             if spec.captions:
                 path = scratch / "captions.vtt"
-                path.write_text(captions.webvtt(transcript.words, duration=video_seconds))
+                path.write_text(captions.webvtt(transcript.words, duration=video.seconds))
                 files["captions"] = path
-            report("upload", _PROGRESS["upload"])
+            job.enter("upload")
             with timer.stage("upload"):
                 published = target.publish(files)
 
         wall = time.perf_counter() - started
         report("done", 1.0)
         return JobResult(
-            video_seconds=video_seconds,
+            video_seconds=video.seconds,
             wall_seconds=wall,
-            realtime_factor=wall / video_seconds,
+            realtime_factor=wall / video.seconds,
             stages=timer.seconds,
-            frames=total,
+            frames=video.frames,
             resolution=spec.resolution,
             fps=spec.fps,
             wer=wer,
             transcript=transcript.text,
             outputs=Outputs(
-                video=published["video"].model_copy(update={"duration_seconds": video_seconds}),
+                video=published["video"].model_copy(update={"duration_seconds": video.seconds}),
                 thumbnail=published["thumbnail"],
                 captions=published.get("captions"),
             ),
         )
 
-    # -- stages ---------------------------------------------------------------
+    def _speak_and_render(
+        self, job: JobContext, *, avatar: PreparedAvatar, recording: Speech | None
+    ) -> tuple[frame_loop.Video, Transcript, float | None]:
+        """The speech (spoken or recorded), its transcript and the video, in the order the
+        engines allow."""
+        heard: Heard = Future()
+        speech: Speech | None = None  # a streaming render makes it as it goes
+        job.check_stop()
+        if job.text is None:
+            assert recording is not None
+            job.enter("asr")
+            transcript = self._listener.transcribe(recording, job)
+            speech = replace(recording, words=transcript.words)
+            heard = already_heard(transcript, None)
+        else:
+            job.enter("tts")
+            if not self._streams():
+                speech, heard = self._speak(job)
+
+        job.check_stop()
+        if speech is None:
+            video, heard = self._render_streaming(job, avatar=avatar)
+        else:
+            video = self._render(job, avatar=avatar, speech=speech)
+        transcript, wer = heard.result()
+        return video, transcript, wer
 
     def _check_language(self, spec: JobSpec) -> None:
         lang = spec.language.split("-")[0].lower()
@@ -246,89 +231,39 @@ class Pipeline:
                 field="text",
             )
 
-    def _transcribe(self, speech: Speech, language: str, timer: _Timer) -> Transcript:
-        with timer.stage("asr"):
-            rate = self.engines.asr.sample_rate
-            for_asr = Speech(
-                samples=audio.resample(speech.samples, from_rate=speech.sample_rate, to_rate=rate),
-                sample_rate=rate,
-            )
-            return self.engines.asr.transcribe(for_asr, language=language)
-
-    def _transcribe_and_check(
-        self, speech: Speech, spec: JobSpec, text: str, timer: _Timer, stop: threading.Event
-    ) -> tuple[Transcript, float | None]:
-        transcript = self._transcribe(speech, spec.language, timer)
-        try:
-            wer = intelligibility.check(
-                text, transcript.text, max_wer=self.settings.quality.max_wer
-            )
-        except JobError:
-            stop.set()  # no point finishing a video with the wrong words
-            raise
-        return transcript, wer
-
-    def _render(
-        self,
-        spec: JobSpec,
-        avatar: PreparedAvatar,
-        speech: Speech,
-        scratch: Path,
-        timer: _Timer,
-        report: ProgressCallback,
-        stop: threading.Event,
-    ) -> dict[str, Path]:
-        total = frame_count(speech.duration, spec.fps)
-        samples = audio.fit_to_length(speech.samples, round(total * speech.sample_rate / spec.fps))
-        video_path, thumb_path = scratch / "video.mp4", scratch / "thumbnail.jpg"
-        write_thumbnail(avatar.poster, thumb_path)
-        span = _PROGRESS["upload"] - _PROGRESS["render"]
-        frames = self.engines.renderer.frames(avatar, speech, fps=spec.fps)
-        with Mp4Writer(
-            video_path,
-            size=spec.resolution,
-            fps=spec.fps,
-            audio=samples,
-            sample_rate=speech.sample_rate,
-            settings=self.settings.video,
-        ) as writer:
-            for index in range(total):
-                _check_stop(stop)
-                tick = time.perf_counter()
-                frame = next(frames)
-                tock = time.perf_counter()
-                writer.write(frame)
-                timer.add("render", tock - tick)
-                timer.add("encode", time.perf_counter() - tock)
-                if index % max(1, spec.fps // 2) == 0:
-                    report("render", _PROGRESS["render"] + span * index / total)
-            tick = time.perf_counter()
-        timer.add("encode", time.perf_counter() - tick)
-        return {"video": video_path, "thumbnail": thumb_path}
-
-    def _speak(
-        self,
-        spec: JobSpec,
-        text: str,
-        voice: Voice | None,
-        timer: _Timer,
-        report: ProgressCallback,
-        stop: threading.Event,
-    ) -> tuple[Speech, Future[tuple[Transcript, float | None]]]:
+    def _speak(self, job: JobContext) -> tuple[Speech, Heard]:
         """The whole speech, then the ASR: beside rendering, or first where the renderer
         needs its word timings (a TTS without phoneme timings, a renderer following words)."""
-        with timer.stage("tts"):
+        assert job.text is not None
+        with job.timer.stage("tts"):
             speech = self.engines.tts.synthesize(
-                text, language=spec.language, voice=voice, stop=stop
+                job.text, language=job.spec.language, voice=job.voice, stop=job.stop
             )
         self._check_duration(speech)
         if speech.phones is not None or not self.engines.renderer.follows_words:
-            return speech, self._start_asr(speech, spec, text, timer, stop)
-        report("asr", _PROGRESS["asr"])
-        transcript, wer = self._transcribe_and_check(speech, spec, text, timer, stop)
-        done: Future[tuple[Transcript, float | None]] = Future()
-        done.set_result((transcript, wer))
-        return replace(speech, words=transcript.words), done
+            return speech, self._listener.start(speech, job)
+        job.enter("asr")
+        transcript, wer = self._listener.check(speech, job)
+        return replace(speech, words=transcript.words), already_heard(transcript, wer)
+
+    def _render(
+        self, job: JobContext, *, avatar: PreparedAvatar, speech: Speech
+    ) -> frame_loop.Video:
+        fps = job.spec.fps
+        total = frame_count(speech.duration, fps)
+        samples = audio.fit_to_length(speech.samples, round(total * speech.sample_rate / fps))
+        frames = self.engines.renderer.frames(avatar, speech, fps=fps)
+        video = frame_loop.encode(
+            itertools.islice(frames, total),
+            job=job,
+            poster=avatar.poster,
+            soundtrack=frame_loop.WholeSoundtrack(
+                samples, sample_rate=speech.sample_rate, frames=total
+            ),
+            settings=self.settings.video,
+        )
+        self._check_frames(video, speech)
+        return video
 
     def _streams(self) -> bool:
         """Speech goes to the renderer chunk by chunk where both ends can (XTTS-v2 + Ditto
@@ -341,61 +276,35 @@ class Pipeline:
         )
 
     def _render_streaming(
-        self,
-        spec: JobSpec,
-        text: str,
-        voice: Voice | None,
-        avatar: PreparedAvatar,
-        scratch: Path,
-        timer: _Timer,
-        report: ProgressCallback,
-        stop: threading.Event,
-    ) -> tuple[dict[str, Path], Speech, Future[tuple[Transcript, float | None]]]:
+        self, job: JobContext, *, avatar: PreparedAvatar
+    ) -> tuple[frame_loop.Video, Heard]:
         """TTS ‖ render → encode; the ASR starts once the speech is complete."""
         tts, renderer = self.engines.tts, self.engines.renderer
         assert isinstance(tts, StreamingTTS)
         assert isinstance(renderer, StreamingRenderer)
+        text, spec = job.text, job.spec
+        assert text is not None
         feed = SpeechFeed(
-            lambda: tts.stream(text, language=spec.language, voice=voice, stop=stop),
+            lambda: tts.stream(text, language=spec.language, voice=job.voice, stop=job.stop),
             sample_rate=tts.sample_rate,
             max_seconds=self.settings.limits.max_audio_seconds,
-            on_done=lambda seconds: timer.add("tts", seconds),
+            on_done=lambda seconds: job.timer.add("tts", seconds),
         )
-        video_path, thumb_path = scratch / "video.mp4", scratch / "thumbnail.jpg"
-        write_thumbnail(avatar.poster, thumb_path)
+        soundtrack = _SpokenSoundtrack(
+            feed, fps=spec.fps, start_asr=lambda speech: self._listener.start(speech, job)
+        )
         frames = renderer.stream(avatar, feed.chunks(), sample_rate=feed.sample_rate, fps=spec.fps)
-        asr: Future[tuple[Transcript, float | None]] | None = None
-        span = _PROGRESS["upload"] - _PROGRESS["render"]
-        count = 0
         try:
-            with Mp4Writer(
-                video_path,
-                size=spec.resolution,
-                fps=spec.fps,
-                sample_rate=feed.sample_rate,
+            video = frame_loop.encode(
+                frames,
+                job=job,
+                poster=avatar.poster,
+                soundtrack=soundtrack,
                 settings=self.settings.video,
-            ) as writer:
-                while True:
-                    _check_stop(stop)
-                    tick = time.perf_counter()
-                    frame = next(frames, None)
-                    if frame is None:
-                        break
-                    tock = time.perf_counter()
-                    writer.add_audio(feed.take_new())
-                    writer.write(frame)
-                    timer.add("render", tock - tick)
-                    timer.add("encode", time.perf_counter() - tock)
-                    count += 1
-                    if asr is None and feed.finished.is_set() and feed.error is None:
-                        asr = self._start_asr(feed.speech(), spec, text, timer, stop)
-                    if count % max(1, spec.fps // 2) == 0:
-                        expected = max(count + 1, frame_count(feed.seconds(), spec.fps))
-                        report("render", _PROGRESS["render"] + span * count / expected)
-                writer.add_audio(feed.take_new())
+            )
         except BaseException:
             first = feed.error  # set before the renderer heard of it: the speech failed first
-            stop.set()  # the TTS stops at its next chunk
+            job.stop.set()  # the TTS stops at its next chunk
             close = getattr(frames, "close", None)
             if close is not None:
                 close()  # the renderer's cleanup stops its threads
@@ -405,32 +314,39 @@ class Pipeline:
             raise
         speech = feed.speech()
         self._check_duration(speech)
-        if count != frame_count(speech.duration, spec.fps):
+        self._check_frames(video, speech)
+        return video, soundtrack.asr or self._listener.start(speech, job)
+
+    def _check_frames(self, video: frame_loop.Video, speech: Speech) -> None:
+        """Whatever the renderer, the video covers the speech, and no more."""
+        if video.frames != frame_count(speech.duration, video.fps):
             raise JobError(
                 ErrorCode.INTERNAL,
-                f"The {renderer.name} renderer gave {count} frames for"
-                f" {speech.duration:.2f} s at {spec.fps} fps.",
+                f"The {self.engines.renderer.name} renderer gave {video.frames} frames for"
+                f" {speech.duration:.2f} s at {video.fps} fps.",
             )
-        if asr is None:
-            asr = self._start_asr(speech, spec, text, timer, stop)
-        return {"video": video_path, "thumbnail": thumb_path}, speech, asr
-
-    def _start_asr(
-        self, speech: Speech, spec: JobSpec, text: str, timer: _Timer, stop: threading.Event
-    ) -> Future[tuple[Transcript, float | None]]:
-        # Run in a copy of this context, so the ASR's log lines carry the job id.
-        return self._asr_pool.submit(
-            contextvars.copy_context().run,
-            self._transcribe_and_check,
-            speech,
-            spec,
-            text,
-            timer,
-            stop,
-        )
 
 
-def _check_stop(stop: threading.Event) -> None:
-    """Between stages and frames: a stopped job ends here, before its outputs exist."""
-    if stop.is_set():
-        raise JobError(ErrorCode.CANCELLED, "The job was stopped before it finished.")
+class _SpokenSoundtrack:
+    """A streaming render's soundtrack: the speech as the TTS makes it. The ASR starts on
+    the whole of it as soon as the TTS is done, while the last frames still render."""
+
+    def __init__(self, feed: SpeechFeed, *, fps: int, start_asr: Callable[[Speech], Heard]) -> None:
+        self.sample_rate = feed.sample_rate
+        self.asr: Heard | None = None
+        self._feed = feed
+        self._fps = fps
+        self._start_asr = start_asr
+
+    def take_new(self) -> AudioArray:
+        feed = self._feed
+        if self.asr is None and feed.finished.is_set() and feed.error is None:
+            self.asr = self._start_asr(feed.speech())
+        return feed.take_new()
+
+    def frames_expected(self, written: int) -> int:
+        return max(written + 1, frame_count(self._feed.seconds(), self._fps))
+
+
+def _report_nothing(stage: str, value: float) -> None:
+    """Where the caller asked for no progress."""

@@ -22,7 +22,7 @@ from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.api.jobs import JobSpec
 from avatar_runtime.api.schemas import Capacity, EngineNames, JobOptions
 from avatar_runtime.engines import registry
-from avatar_runtime.inputs.fetching import precheck
+from avatar_runtime.inputs.urls import precheck
 from avatar_runtime.metrics import RuntimeMetrics
 from avatar_runtime.pipeline.runner import Pipeline
 from avatar_runtime.service.board import JobBoard

@@ -1,0 +1,176 @@
+"""Reading and writing objects over HTTP: get, list, create, update, patch, delete, scale.
+
+Each verb reads its parameters from the request and hands the write to the
+cluster, which applies the API server's rules; what comes back is the object
+(or a Table of them, for kubectl get). Watches, the one verb that streams, are
+``watches``'.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from avatar_devcluster import patching, tables
+from avatar_devcluster.cluster import Cluster, Target
+from avatar_devcluster.errors import ApiError, not_found
+from avatar_devcluster.routes import requests
+
+Obj = dict[str, Any]
+
+_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+async def answer(request: web.Request, cluster: Cluster, target: Target) -> web.StreamResponse:
+    """One request on an object or a collection (any but a watch)."""
+    rt, method = target.rt, request.method
+    if method == "GET" and not target.name:
+        requests.note(request, verb="list", target=rt.plural)
+        return _list(request, cluster, target)
+    requests.note(
+        request,
+        verb=_VERBS.get(method, method),
+        target=rt.plural + (f"/{target.subresource}" * bool(target.subresource)),
+    )
+    if target.subresource == "scale":
+        return await _scale(request, cluster, target)
+    if method == "POST" and not target.name:
+        obj = cluster.create(
+            rt,
+            await requests.body(request),
+            target.namespace,
+            dry_run=requests.dry_run(request),
+            strict=requests.strict(request),
+        )
+        return web.json_response(obj, status=201)
+    if not target.name:
+        raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
+    if method == "GET":
+        found = cluster.store.get(target.key)
+        if found is None:
+            raise not_found(rt.plural, target.name, group=rt.group)
+        if requests.wants_table(request):
+            include = request.query.get("includeObject", "Metadata")
+            revision = found["metadata"]["resourceVersion"]
+            table = tables.table(rt, [found], include_object=include, resource_version=revision)
+            return web.json_response(table)
+        return web.json_response(found)
+    if method == "PUT":
+        body = await requests.body(request)
+        return web.json_response(
+            cluster.update(
+                target, body, dry_run=requests.dry_run(request), strict=requests.strict(request)
+            )
+        )
+    if method == "PATCH":
+        return await _patch(request, cluster, target)
+    if method == "DELETE":
+        options = await requests.body(request) if request.can_read_body else {}
+        orphan = (
+            options.get("propagationPolicy") == "Orphan"
+            or request.query.get("propagationPolicy") == "Orphan"
+        )
+        return web.json_response(
+            cluster.delete(target, dry_run=requests.dry_run(request), orphan=orphan)
+        )
+    raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
+
+
+async def _patch(request: web.Request, cluster: Cluster, target: Target) -> web.Response:
+    rt = target.rt
+    # Read the body before the object: no await may fall between reading the stored
+    # object and writing the patched one, or a concurrent write would look like a
+    # conflict (the API server applies a patch without a resourceVersion atomically).
+    raw = await request.read()
+    old = cluster.store.get(target.key)
+    if old is None:
+        raise not_found(rt.plural, target.name, group=rt.group)
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+    try:
+        patched = patching.apply_patch(
+            old, raw, content_type=content_type, kind=rt.kind, group=rt.group
+        )
+    except patching.PatchError as exc:
+        raise ApiError(exc.status, exc.reason, exc.message) from None
+    # A patch that names a resourceVersion is checked against it, as a PUT is.
+    return web.json_response(
+        cluster.update(
+            target, patched, dry_run=requests.dry_run(request), strict=requests.strict(request)
+        )
+    )
+
+
+def _list(request: web.Request, cluster: Cluster, target: Target) -> web.Response:
+    rt = target.rt
+    matches = requests.matcher(request)
+    items = [
+        requests.as_version(o, rt)
+        for o in cluster.store.objects(rt.group, rt.plural, target.namespace or None)
+        if matches(o)
+    ]
+    revision = str(cluster.store.revision)
+    if requests.wants_table(request):
+        include = request.query.get("includeObject", "Metadata")
+        return web.json_response(
+            tables.table(rt, items, include_object=include, resource_version=revision)
+        )
+    return web.json_response(
+        {
+            "kind": rt.list_kind,
+            "apiVersion": rt.group_version,
+            "metadata": {"resourceVersion": revision},
+            "items": items,
+        }
+    )
+
+
+def _as_scale(obj: Obj) -> Obj:
+    labels = (((obj.get("spec") or {}).get("selector") or {}).get("matchLabels")) or {}
+    meta = obj["metadata"]
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+        "status": {
+            "replicas": (obj.get("status") or {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        },
+    }
+
+
+async def _scale(request: web.Request, cluster: Cluster, target: Target) -> web.Response:
+    """``/scale``: the replica count of a workload as an ``autoscaling/v1`` Scale."""
+    obj = cluster.store.get(target.key)
+    if obj is None:
+        raise not_found(target.rt.plural, target.name, group=target.rt.group)
+    if request.method == "GET":
+        return web.json_response(_as_scale(obj))
+    scale = _as_scale(obj)
+    if request.method == "PUT":
+        scale = await requests.body(request)
+    elif request.method == "PATCH":
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type == patching.STRATEGIC_MERGE_PATCH:
+            content_type = patching.MERGE_PATCH  # a Scale has no lists to merge by key
+        try:
+            scale = patching.apply_patch(
+                scale, await request.read(), content_type=content_type, kind="Scale", group=""
+            )
+        except patching.PatchError as exc:
+            raise ApiError(exc.status, exc.reason, exc.message) from None
+    else:
+        raise ApiError(405, "MethodNotAllowed", f"{request.method} is not supported on scale")
+    replicas = (scale.get("spec") or {}).get("replicas")
+    if not isinstance(replicas, int) or replicas < 0:
+        raise ApiError(422, "Invalid", "spec.replicas: Invalid value: must be a whole number >= 0")
+    obj["spec"]["replicas"] = replicas
+    main = Target(rt=target.rt, namespace=target.namespace, name=target.name, subresource="")
+    return web.json_response(
+        _as_scale(cluster.update(main, obj, dry_run=requests.dry_run(request)))
+    )
