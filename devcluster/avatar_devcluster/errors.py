@@ -7,6 +7,7 @@ knows no ``Status`` (``patching``, ``strategic_merge``): the routes answer it as
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
 
@@ -77,6 +78,29 @@ def bad_request(message: str) -> ApiError:
 
 def gone(message: str) -> ApiError:
     return ApiError(410, "Expired", message)
+
+
+def unknown_format(accepted: Iterable[str]) -> str:
+    """kube-apiserver's words for a body it has no decoder for (415, from any route)."""
+    return "the body of the request was in an unknown format - accepted media types include: " + (
+        ", ".join(accepted)
+    )
+
+
+def unsupported_media_type(accepted: Iterable[str], *, why: str = "") -> ApiError:
+    """415: the body's Content-Type is one the route cannot read; ``why`` adds the dev
+    cluster's own reason where it reads the type but not this body (some protobuf)."""
+    message = unknown_format(accepted) + (f" ({why})" if why else "")
+    return ApiError(415, "UnsupportedMediaType", message)
+
+
+def not_acceptable(offered: Iterable[str]) -> ApiError:
+    """406: the Accept header names no media type the route can answer in."""
+    return ApiError(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: " + ", ".join(offered),
+    )
 
 
 _PATCH_REASONS: Final = {

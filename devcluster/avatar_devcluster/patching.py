@@ -25,7 +25,7 @@ from typing import Any, Final, NoReturn
 import jsonpatch
 
 from avatar_devcluster import strategic_merge
-from avatar_devcluster.errors import PatchError
+from avatar_devcluster.errors import PatchError, unknown_format
 from avatar_devcluster.strategic_merge import merge_rules
 
 # What the routes and the tests import from here: PatchError and merge_rules included.
@@ -82,10 +82,10 @@ def apply_patch(
     if media_type == APPLY_PATCH:
         raise PatchError(
             415,
-            "server-side apply is not supported by the devcluster: " + _unknown_format(accepted),
+            "server-side apply is not supported by the devcluster: " + unknown_format(accepted),
         )
     if media_type not in accepted:
-        raise PatchError(415, _unknown_format(accepted))
+        raise PatchError(415, unknown_format(accepted))
 
     patch = _load_json(patch_body)
     doc = copy.deepcopy(dict(obj))
@@ -104,13 +104,6 @@ def apply_patch(
     if not isinstance(result, dict):
         raise PatchError(422, f"the patched object is {_json_type(result)}, not a JSON object")
     return result
-
-
-def _unknown_format(accepted: tuple[str, ...]) -> str:
-    return (
-        "the body of the request was in an unknown format - accepted media types include: "
-        + ", ".join(accepted)
-    )
 
 
 def _reject_constant(name: str) -> NoReturn:

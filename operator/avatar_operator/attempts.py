@@ -13,7 +13,12 @@ the attempts spent, so the rule can be read (and tested) in one place:
   fault), until ``maxRetries`` further attempts are spent, then ``Failed``.
 
 A pod that does not take the job (full, draining, unreachable, engines changed)
-costs no attempt: the job goes back to the queue at once.
+costs no attempt: the job goes back to the queue at once. A pod that answers the
+submission with an error of its own (``failed_send``) may be failing because of
+the job, so that costs an attempt, with the same backoff, and a job that keeps
+failing pods ends ``Failed`` with the pod's code (or ``DispatchFailed``) instead of
+going round for ever. A submission whose answer was lost may have been taken: it is
+followed on that pod like any other, and if the pod does not know it, it is lost.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+
+from pydantic import ValidationError
 
 from avatar_operator import status as st
 from avatar_operator.jobs import Job, Phase, job_log
@@ -30,6 +37,8 @@ from avatar_operator.reporting import Reporter
 from avatar_operator.resource import Ref, job_request
 from avatar_operator.runtime_client import (
     JobRejectedError,
+    NoAnswerError,
+    PodFailedError,
     PodRefusedError,
     PodUnreachableError,
     RuntimeCallError,
@@ -81,6 +90,16 @@ def outcome(end: AttemptEnd, *, attempts: int, max_retries: int, retries: RetryS
         return Failed(error)
     # A drained pod's interruption is not the job's fault: no wait before the next.
     delay = 0.0 if status.state is JobState.INTERRUPTED else backoff(attempts, retries)
+    return _retry_or_fail(error, attempts=attempts, max_retries=max_retries, delay=delay)
+
+
+def failed_send(
+    error: ErrorInfo, *, attempts: int, max_retries: int, retries: RetrySettings
+) -> Outcome:
+    """What follows a submission the pod answered with an error (``attempts`` counts it)."""
+    if not error.retriable:
+        return Failed(error)
+    delay = backoff(attempts, retries)
     return _retry_or_fail(error, attempts=attempts, max_retries=max_retries, delay=delay)
 
 
@@ -143,6 +162,15 @@ class Attempts:
 
     async def _send(self, job: Job, pod_name: str) -> Outcome | None:
         """Status first (so a restart finds the job), then the runtime; None if accepted."""
+        try:
+            request = job_request(job.uid, job.spec)
+        except ValidationError as exc:  # the CRD let through what the runtime's contract refuses
+            problem = exc.errors()[0]
+            field = ".".join(str(p) for p in problem.get("loc", ()))
+            message = f"the spec cannot be sent to a runtime pod: {field}: {problem.get('msg')}"
+            return Failed(
+                ErrorInfo(code=ErrorCode.INVALID_REQUEST, message=message, retriable=False)
+            )
         job.persisted.attempts += 1
         first_start = job.persisted.started is None
         if first_start:
@@ -152,12 +180,25 @@ class Attempts:
         try:
             if pod is None or pod.url is None:
                 raise PodUnreachableError(f"runtime pod {pod_name} has no address")
-            await self.runtime.submit(pod.url, job_request(job.uid, job.spec))
+            await self.runtime.submit(pod.url, request)
         except JobRejectedError as exc:
             if exc.error.code is ErrorCode.ENGINE_UNAVAILABLE:  # the pod changed engines
                 return self._not_taken(job, pod, exc)
             job.log.warning("runtime pod %s rejected the job: %s", pod_name, exc)
             return Failed(exc.error)
+        except PodFailedError as exc:
+            job.log.warning("runtime pod %s failed on the job: %s", pod_name, exc)
+            return failed_send(
+                exc.error,
+                attempts=job.persisted.attempts,
+                max_retries=job.spec.max_retries,
+                retries=self.retries,
+            )
+        except NoAnswerError as exc:  # it may have been taken: follow it there
+            job.log.info(
+                "no answer from runtime pod %s; following the job there: %s", pod_name, exc
+            )
+            return None
         except RuntimeCallError as exc:
             return self._not_taken(job, pod, exc)
         if not job.accepted_once:

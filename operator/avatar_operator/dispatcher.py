@@ -26,17 +26,19 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from avatar_operator import status as st
 from avatar_operator.attempts import Attempts, Failed, Outcome, Retry, Succeeded
 from avatar_operator.background import Background
 from avatar_operator.estimate import BacklogEstimator
-from avatar_operator.jobs import Job, Persisted, Phase
+from avatar_operator.jobs import Job, Persisted, Phase, job_log
 from avatar_operator.kube import Kube
 from avatar_operator.metrics import OperatorMetrics
 from avatar_operator.pods import CapacityReader, PodRegistry
 from avatar_operator.queue import Entry, FairQueue
 from avatar_operator.reporting import Reporter
-from avatar_operator.resource import AvatarVideoSpec, parse_time, ref_of
+from avatar_operator.resource import AvatarVideoSpec, Ref, parse_time, ref_of
 from avatar_operator.runtime_client import RuntimeClient
 from avatar_operator.settings import OperatorSettings
 from avatar_operator.timers import Timers
@@ -151,8 +153,13 @@ class Dispatcher:
         if ref.uid in self.jobs or ref.uid in self._ended_uids:
             return
         meta, status = body["metadata"], body.get("status") or {}
-        spec = AvatarVideoSpec.model_validate(dict(body.get("spec") or {}))
         phase = Phase.of(status.get("phase"))
+        try:
+            spec = AvatarVideoSpec.model_validate(dict(body.get("spec") or {}))
+        except ValidationError as exc:  # not what the CRD lets through: an older or bent object
+            if not phase.finished:
+                self._refuse(ref, exc)
+            return
         if phase.finished:
             completion = parse_time(status.get("completionTime")) or st.now()
             self.timers.ttl(ref, spec, completion)
@@ -187,6 +194,21 @@ class Dispatcher:
         next_attempt = parse_time(status.get("nextAttemptTime"))
         delay = (next_attempt - st.now()).total_seconds() if next_attempt else 0.0
         self._enqueue(job, delay=max(0.0, delay), write=phase is not Phase.QUEUED)
+
+    def _refuse(self, ref: Ref, exc: ValidationError) -> None:
+        """A resource whose spec cannot be read fails at once, saying why; nothing is queued."""
+        problem = exc.errors()[0]
+        field = ".".join(str(p) for p in problem.get("loc", ()))
+        error = ErrorInfo(
+            code=ErrorCode.INVALID_REQUEST,
+            message=f"spec.{field}: {problem.get('msg')}",
+            field=f"spec.{field}",
+            retriable=False,
+        )
+        job_log(ref).warning("refused: %s", error.message)
+        self._remember_ended(ref.uid)
+        patch = st.failed(error, finished=st.now())
+        self.background.spawn(self.kube.patch_status(ref, patch), f"refuse-{ref.uid}")
 
     async def forget(self, body: Mapping[str, Any]) -> None:
         """The resource is being deleted: stop its job on the runtime before it goes."""

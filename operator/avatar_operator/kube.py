@@ -84,8 +84,8 @@ class Kube:
             raise
         return True
 
-    async def event(self, ref: Ref, *, type_: str, reason: str, message: str) -> None:
-        """A core/v1 Event on the resource: what ``kubectl describe`` lists."""
+    async def event(self, ref: Ref, *, type_: str, reason: str, message: str) -> str:
+        """A core/v1 Event on the resource (what ``kubectl describe`` lists); its name."""
         now = format_time(dt.datetime.now(dt.UTC))
         body = {
             "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
@@ -104,7 +104,24 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        await self._run(self._core.create_namespaced_event, ref.namespace, body)
+        created = await self._run(self._core.create_namespaced_event, ref.namespace, body)
+        name: str = created.metadata.name
+        return name
+
+    async def repeat_event(self, ref: Ref, *, name: str, count: int, message: str) -> bool:
+        """Count one more of an Event posted before; False when it is gone (expired)."""
+        patch = {
+            "count": count,
+            "message": message[:1024],
+            "lastTimestamp": format_time(dt.datetime.now(dt.UTC)),
+        }
+        try:
+            await self._run(self._core.patch_namespaced_event, name, ref.namespace, patch)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def delete(self, ref: Ref) -> None:
         try:

@@ -3,8 +3,9 @@
 ``status`` says what each step looks like (pure patches); this module sends them.
 A job's status writes go out one at a time, in the order they were made, so a late
 progress write can never overwrite the final phase. Events are worth a try and
-never fail a job. Unchanged progress and writes more often than
-``progress_interval_seconds`` are skipped: the API server's load is the cost.
+never fail a job; one that repeats counts on the last (``events``). Unchanged
+progress and writes more often than ``progress_interval_seconds`` are skipped: the
+API server's load is the cost.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from avatar_operator import status as st
 from avatar_operator.background import Background
+from avatar_operator.events import Events
 from avatar_operator.jobs import Job, Phase
 from avatar_operator.kube import Kube
 from avatar_operator.metrics import OperatorMetrics
@@ -37,6 +39,7 @@ class Reporter:
         self.metrics = metrics
         self.settings = settings
         self.background = background
+        self.events = Events(kube=kube, background=background)
         self._on_gone = on_gone
 
     def queued(
@@ -142,15 +145,8 @@ class Reporter:
         )
 
     def event(self, job: Job, type_: str, *, reason: str, message: str) -> None:
-        """A Kubernetes Event on the resource, posted in the background."""
-
-        async def post() -> None:
-            try:
-                await self.kube.event(job.ref, type_=type_, reason=reason, message=message)
-            except Exception as exc:  # an Event is worth a try, never a failed job
-                job.log.info("could not post the %s event: %s", reason, exc)
-
-        self.background.spawn(post(), f"event-{job.uid}")
+        """A Kubernetes Event on the resource, posted in the background (repeats counted)."""
+        self.events.post(job, type_, reason=reason, message=message)
 
     async def write(self, job: Job, patch: dict[str, Any], *, conditions: bool = False) -> None:
         """Status writes of one job go out one at a time, in order."""

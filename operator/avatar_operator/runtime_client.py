@@ -1,9 +1,12 @@
 """The runtime pod's HTTP API, from the operator's side: submit, read, cancel, capacity.
 
-Answers become typed results or exceptions the tracker can act on: the pod
+Answers become typed results or exceptions the attempt can act on: the pod
 refused for now (full, draining: try another), the request is wrong (a
-non-retriable error to copy to the status), the job is unknown (the pod lost
-it), or the pod did not answer (maybe gone).
+non-retriable error to copy to the status), the pod failed on it (an error
+answer: maybe the job's fault, so it costs an attempt), the job is unknown (the
+pod lost it), or the pod did not answer: either the request never reached it
+(``PodUnreachableError``: nothing happened there) or the answer was lost on the
+way back (``NoAnswerError``: the pod may have taken the job).
 """
 
 from __future__ import annotations
@@ -23,6 +26,23 @@ class PodUnreachableError(RuntimeCallError):
     """No answer, or not an answer of the runtime API."""
 
 
+class NoAnswerError(PodUnreachableError):
+    """The request went out but no answer came back: the pod may have acted on it."""
+
+
+class PodFailedError(RuntimeCallError):
+    """The pod answered a submission with an error of its own (5xx, or not the API's answer).
+
+    Unlike a refusal, nothing says it will pass: the job itself may be what fails the
+    pod, so a sender counts it as an attempt.
+    """
+
+    def __init__(self, error: ErrorInfo, status: int) -> None:
+        super().__init__(f"{error.code}: {error.message}")
+        self.error = error
+        self.status = status
+
+
 class PodRefusedError(RuntimeCallError):
     """The pod cannot take the job now (full, draining, loading); another may."""
 
@@ -38,6 +58,10 @@ class JobRejectedError(RuntimeCallError):
     def __init__(self, error: ErrorInfo) -> None:
         super().__init__(f"{error.code}: {error.message}")
         self.error = error
+
+
+class PodBusyError(PodRefusedError):
+    """The pod is alive but will not hold another read now (its long polls are full)."""
 
 
 class JobNotFoundError(RuntimeCallError):
@@ -86,19 +110,23 @@ class RuntimeClient:
                 headers={"Content-Type": "application/json"} if json else None,
                 timeout=timeout or self._timeout,
             )
-        except httpx.HTTPError as exc:
+        except _NOT_SENT as exc:
             raise PodUnreachableError(f"{method} {url}: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            raise NoAnswerError(f"{method} {url}: {exc!r}") from exc
 
     async def submit(self, base: str, request: JobRequest) -> JobStatus:
         response = await self._call("POST", f"{base}/v1/jobs", json=request.model_dump_json())
         if response.status_code in (200, 202):
-            return self._status(response)
-        if response.status_code in (429, 503):
-            retry_after = response.headers.get("Retry-After")
-            raise PodRefusedError(_error(response), float(retry_after) if retry_after else None)
-        if response.status_code in (400, 409, 422):
+            try:
+                return self._status(response)
+            except PodUnreachableError as exc:  # taken, by its status code; unreadable answer
+                raise NoAnswerError(str(exc)) from exc
+        if response.status_code in (401, 403, 429, 503):  # the pod's state, not the job's
+            raise PodRefusedError(_error(response), _retry_after(response))
+        if response.status_code in (400, 409, 413, 422):
             raise JobRejectedError(_error(response))
-        raise PodUnreachableError(f"POST {base}/v1/jobs answered {response.status_code}")
+        raise PodFailedError(_failure(response, f"POST {base}/v1/jobs"), response.status_code)
 
     async def read(self, base: str, job_id: str, *, wait: float = 0.0) -> JobStatus:
         """The job's status; with ``wait``, the pod answers early when the job finishes."""
@@ -125,6 +153,8 @@ class RuntimeClient:
             return self._status(response)
         if response.status_code == 404:
             raise JobNotFoundError(_error(response).message)
+        if response.status_code == 429:
+            raise PodBusyError(_error(response), _retry_after(response))
         raise PodUnreachableError(f"answered {response.status_code}: {_error(response).message}")
 
     @staticmethod
@@ -133,3 +163,27 @@ class RuntimeClient:
             return JobStatus.model_validate_json(response.content)
         except ValidationError as exc:
             raise PodUnreachableError(f"not a job status: {exc}") from exc
+
+
+# Failures before any byte of the request reached the pod.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds, when given as a number (an HTTP date is ignored)."""
+    try:
+        return float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+
+
+def _failure(response: httpx.Response, call: str) -> ErrorInfo:
+    """The pod's own error if it gave one, else DispatchFailed naming what it answered."""
+    try:
+        return ErrorBody.model_validate_json(response.content).error
+    except ValidationError:
+        return ErrorInfo(
+            code=ErrorCode.DISPATCH_FAILED,
+            message=f"{call} answered {response.status_code}: {response.text[:200]}",
+            retriable=True,
+        )

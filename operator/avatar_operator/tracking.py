@@ -5,8 +5,9 @@ job finishes, else after a few seconds), which makes a freed slot visible
 within milliseconds while costing one request per job every few seconds. A pod
 counts as lost only when the job cannot be read there: it answers that it
 does not know the job, or it stays unreachable while gone from the API or for
-longer than ``pod_lost_seconds``. A pod that is only shutting down still
-finishes (or interrupts) its jobs and says so.
+longer than ``pod_lost_seconds``. A pod that answers it is too busy to hold
+another read (429) is alive: it is asked again after its ``Retry-After``. A pod
+that is only shutting down still finishes (or interrupts) its jobs and says so.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from dataclasses import dataclass
 
 from avatar_operator.kube import Kube
 from avatar_operator.pods import PodRegistry
-from avatar_operator.runtime_client import JobNotFoundError, PodUnreachableError, RuntimeClient
+from avatar_operator.runtime_client import (
+    JobNotFoundError,
+    PodBusyError,
+    PodUnreachableError,
+    RuntimeClient,
+)
 from avatar_operator.settings import TrackingSettings
 from avatar_runtime.api.schemas import JobStatus
 
@@ -88,6 +94,12 @@ class Tracker:
                     return AttemptEnd(
                         Ending.LOST, reason=f"runtime pod {pod_name} does not know the job"
                     )
+                except PodBusyError as exc:  # alive, only its long polls are full: ask later
+                    silent_since, delay = None, first
+                    await asyncio.sleep(
+                        min(exc.retry_after or 1.0, self.settings.long_poll_seconds)
+                    )
+                    continue
                 except PodUnreachableError as exc:
                     why = str(exc)
                 else:

@@ -23,6 +23,7 @@ _JOB_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
 _STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _RTF_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
 STAGES = ("fetch", "tts", "asr", "render", "encode", "upload")
+REFUSALS = ("unauthorized", "body_too_large", "body_timeout", "long_polls_full")
 
 
 class _GpuCollector(Collector):
@@ -114,8 +115,37 @@ class RuntimeMetrics:
         self.ready = Gauge(
             "avatar_runtime_ready", "1 when the pod takes jobs, 0 loading or draining.", registry=r
         )
+        self.long_polls = Gauge(
+            "avatar_runtime_long_polls",
+            "Long polls (GET /v1/jobs/{id}?wait=) open now; at the cap, more are refused 429.",
+            registry=r,
+        )
+        self.requests_refused = Counter(
+            "avatar_runtime_requests_refused",
+            "Requests refused before any work, by reason: unauthorized, body_too_large,"
+            " body_timeout, long_polls_full.",
+            ["reason"],
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            "avatar_runtime_internal_errors",
+            "Requests answered 500 InternalError: a bug, whose traceback is in the log.",
+            registry=r,
+        )
+        self.finished_retained = Gauge(
+            "avatar_runtime_finished_jobs_retained",
+            "Finished jobs still readable (within the retention time and the byte budget).",
+            registry=r,
+        )
+        self.finished_retained_bytes = Gauge(
+            "avatar_runtime_finished_jobs_retained_bytes",
+            "Memory charged for the finished jobs still readable, against the byte budget.",
+            registry=r,
+        )
         for outcome in ("succeeded", "failed", "cancelled", "interrupted"):
             self.jobs.labels(outcome)
+        for reason in REFUSALS:
+            self.requests_refused.labels(reason)
         r.register(_GpuCollector())
 
     def track_board(
@@ -124,6 +154,11 @@ class RuntimeMetrics:
         self.slots.labels("busy").set_function(busy)
         self.slots.labels("idle").set_function(lambda: slots - busy())
         self.queue_depth.set_function(queued)
+
+    def track_finished(self, finished: Callable[[], tuple[int, int]]) -> None:
+        """Read the finished jobs kept, and their bytes, from ``finished`` at scrape time."""
+        self.finished_retained.set_function(lambda: finished()[0])
+        self.finished_retained_bytes.set_function(lambda: finished()[1])
 
     def job_finished(self, outcome: str, result: JobResult | None = None) -> None:
         """Count the outcome; a job that produced a video also adds its timings."""

@@ -182,7 +182,8 @@ class SlotSettings(BaseModel):
 
 
 class ServerSettings(BaseModel):
-    """The runtime pod's HTTP server: admission, retention, drain and auth."""
+    """The runtime pod's HTTP server: admission, retention, drain, auth, and the limits that
+    keep a hostile or broken client from exhausting a pod's memory, connections or probes."""
 
     host: str = Field("0.0.0.0", description="Listen address.")  # noqa: S104 - a pod's port
     port: int = Field(8080, ge=1, le=65535)
@@ -210,6 +211,78 @@ class ServerSettings(BaseModel):
     )
     output_schemes: frozenset[str] = Field(
         frozenset({"gs"}), description="URL schemes accepted for outputs, besides local paths."
+    )
+    max_body_bytes: int = Field(
+        512 * 1024,
+        gt=0,
+        description=(
+            "Largest request body, bytes; a larger one is refused 413 RequestTooLarge before it"
+            " is read (a declared Content-Length at once, a chunked body at the limit). The"
+            " largest valid job is about 258 KB: 5,000 characters of text and four 4,096-"
+            "character URLs, every character JSON-escaped as \\uXXXX\\uXXXX (12 bytes). Twice"
+            " that leaves room for whitespace the text limit does not count; raise it with"
+            " limits.max_text_chars."
+        ),
+    )
+    body_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Time to receive a whole request body, seconds; then 408 and the connection is"
+            " closed. The largest body needs 50 KB/s to arrive in time; a client that sends"
+            " headers and then nothing (slowloris) holds a connection no longer than this."
+        ),
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Time to receive a request's line and headers, seconds, from the connection's"
+            " opening or the request's first byte; then the connection is closed. uvicorn has"
+            " no such timeout: a client that connects and sends nothing would hold it forever."
+        ),
+    )
+    max_header_bytes: int = Field(
+        16 * 1024,
+        gt=0,
+        description=(
+            "Request line and headers not yet complete, bytes (h11's buffer): a head still"
+            " unfinished past it is refused 400 and the connection closed. Probes and the"
+            " operator send a few hundred bytes."
+        ),
+    )
+    max_connections: int = Field(
+        2048,
+        gt=0,
+        description=(
+            "Open connections (and requests in progress) at once; beyond it uvicorn answers"
+            " 503 at once. Bounds the memory a flood of connections takes (a request in"
+            " progress costs about 25 KB, measured); well above max_long_polls, so probes"
+            " still get through while every long poll is taken."
+        ),
+    )
+    max_long_polls: int = Field(
+        256,
+        ge=0,
+        description=(
+            "Long polls (GET /v1/jobs/{id}?wait=S) open at once; beyond it 429 TooManyLongPolls"
+            " with Retry-After. Each holds a connection and two small tasks on the event loop"
+            " (about 25 KB, measured), no thread. An operator holds one per job on the pod (at"
+            " most slots + queue_limit), so the default leaves room for many operators."
+        ),
+    )
+    long_poll_retry_seconds: int = Field(
+        1, ge=1, description="Retry-After of the 429 beyond max_long_polls, seconds."
+    )
+    finished_budget_bytes: int = Field(
+        32 * 1024 * 1024,
+        gt=0,
+        description=(
+            "Memory for finished jobs' records (their final status and fingerprint, the inputs"
+            " dropped: about 3.5 KB each, measured), bytes. Beyond it the oldest finished are"
+            " forgotten first, as they are after retention_seconds. An hour of 3 slots each"
+            " finishing a job every 5 s is 2,160 jobs, about 8 MB; the default holds 8,000."
+        ),
     )
 
 

@@ -19,6 +19,7 @@ from avatar_devcluster.kubectl import Kubectl
 from tests.crds.conftest import CRD, EXAMPLES, avatar_video
 
 ONE_OF = "give exactly one of text and audio"
+PRINTABLE = "must not hold control characters (NUL, tab, newline, ...)"
 IMMUTABLE = "spec is immutable: delete and re-create the AvatarVideo to change it"
 
 # A valid spec that each refusal below spoils in one way.
@@ -222,6 +223,63 @@ def _without(key: str) -> dict[str, Any]:
             'strict decoding error: unknown field "spec.colour"',
             id="unknown-field",
         ),
+        pytest.param(
+            {**VALID, "portrait": "https://[::1/p.png"},
+            'spec.portrait: Invalid value: "https://[::1/p.png": '
+            "spec.portrait in body should match",
+            id="portrait-unclosed-ipv6-bracket",
+        ),
+        pytest.param(
+            {**VALID, "portrait": "https://[zz]/p.png"},
+            'spec.portrait: Invalid value: "https://[zz]/p.png": '
+            "spec.portrait in body should match",
+            id="portrait-bracketed-junk",
+        ),
+        pytest.param(
+            {**VALID, "output": "gs://[bucket/x/"},
+            'spec.output: Invalid value: "gs://[bucket/x/": spec.output in body should match',
+            id="output-unclosed-bracket",
+        ),
+        pytest.param(
+            {**_without("text"), "audio": "https://exa[mple.com/a.wav"},
+            "spec.audio in body should match",
+            id="audio-bracket-in-host",
+        ),
+        pytest.param(
+            {**VALID, "voice": "https://[::1]junk/v.wav"},
+            "spec.voice in body should match",
+            id="voice-junk-after-brackets",
+        ),
+        pytest.param(
+            {**VALID, "voice": "voices/me.wav"},
+            'spec.voice: Invalid value: "voices/me.wav": spec.voice in body should match',
+            id="voice-path-without-scheme",
+        ),
+        pytest.param(
+            {**VALID, "portrait": "https:///p.png"},
+            "spec.portrait in body should match",
+            id="portrait-without-host",
+        ),
+        pytest.param(
+            {**VALID, "portrait": "gs://avatar-demo/p\x00.png"},
+            f'spec.portrait: Invalid value: "string": {PRINTABLE}',
+            id="portrait-nul",
+        ),
+        pytest.param(
+            {**VALID, "output": "gs://avatar-demo/videos/x/\n"},
+            f'spec.output: Invalid value: "string": {PRINTABLE}',
+            id="output-trailing-newline",
+        ),
+        pytest.param(
+            {**VALID, "voice": "Claribel\tDervla"},
+            f'spec.voice: Invalid value: "string": {PRINTABLE}',
+            id="voice-name-with-a-tab",
+        ),
+        pytest.param(
+            {**_without("text"), "audio": "gs://avatar-demo/a\x85.wav"},
+            f'spec.audio: Invalid value: "string": {PRINTABLE}',
+            id="audio-c1-control",
+        ),
     ],
 )
 def test_invalid_specs_are_refused(kubectl: Kubectl, spec: dict[str, Any], expected: str) -> None:
@@ -229,6 +287,28 @@ def test_invalid_specs_are_refused(kubectl: Kubectl, spec: dict[str, Any], expec
     assert refused.returncode != 0
     assert expected in refused.stderr
     assert kubectl("get", "avatarvideos", "-o", "name").stdout == ""
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        pytest.param({"portrait": "https://example.com/people/ada.png?sig=a%2Fb&x=1"}, id="query"),
+        pytest.param({"portrait": "http://127.0.0.1:8080/portrait.png"}, id="address-and-port"),
+        pytest.param({"portrait": "https://[2001:db8::1]:8443/p.png"}, id="ipv6-in-brackets"),
+        pytest.param({"portrait": "https://bücher.example/p.png"}, id="international-name"),
+        pytest.param({"output": "gs://avatar-demo"}, id="bucket-only"),
+        pytest.param({"output": "file:///var/avatar/out/"}, id="file-url"),
+        pytest.param({"voice": "Claribel Dervla"}, id="named-voice"),
+        pytest.param({"voice": "gs://avatar-demo/voices/my voice.wav"}, id="voice-sample"),
+        pytest.param({"text": "Line one.\n\tLine two."}, id="text-keeps-its-newlines"),
+    ],
+)
+def test_well_formed_urls_and_names_are_accepted(kubectl: Kubectl, urls: dict[str, str]) -> None:
+    """The URL patterns refuse only what no runtime could parse, never a usable URL."""
+    applied = kubectl("apply", "-f", "-", stdin=avatar_video("fine", **{**VALID, **urls}))
+    assert applied.stdout.strip() == "avatarvideo.avatar.dev/fine created"
+    spec = get(kubectl, "fine")["spec"]
+    assert {key: spec[key] for key in urls} == urls
 
 
 def test_the_spec_is_immutable_but_metadata_is_not(kubectl: Kubectl, tmp_path: Path) -> None:

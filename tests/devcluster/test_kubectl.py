@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import yaml
+
 from avatar_devcluster.kubectl import Kubectl
 
 
@@ -149,3 +151,68 @@ def test_unknown_fields_are_refused_as_kubectl_asks(widgets: Kubectl) -> None:
     assert "created" in lenient.stdout
     obj = json.loads(widgets("get", "wd", "t", "-o", "json").stdout)
     assert "colr" not in obj["spec"]  # pruned, as the API server prunes
+
+
+def test_create_commands_send_protobuf_and_are_read_whole(kubectl: Kubectl) -> None:
+    """kubectl's typed clients send protobuf and never retry as JSON: the dev cluster reads it."""
+    assert "namespace/soak-a created" in kubectl("create", "namespace", "soak-a").stdout
+    kubectl("create", "configmap", "x", "--from-literal=a=b", "--from-literal=c=", "-n", "soak-a")
+    kubectl("create", "secret", "generic", "s", "--from-literal=k=v")
+    kubectl("create", "deployment", "web", "--image=nginx", "--replicas=0", "--port=80")
+    config = json.loads(kubectl("get", "cm", "x", "-n", "soak-a", "-o", "json").stdout)
+    assert config["data"] == {"a": "b", "c": ""}
+    secret = json.loads(kubectl("get", "secret", "s", "-o", "json").stdout)
+    assert secret["data"] == {"k": "dg=="}
+    spec = json.loads(kubectl("get", "deployment", "web", "-o", "json").stdout)["spec"]
+    assert spec["replicas"] == 0
+    assert spec["template"]["spec"]["containers"][0]["ports"] == [{"containerPort": 80}]
+
+
+def as_list(*manifests: str) -> str:
+    """One ``kind: List`` holding the manifests."""
+    items = [yaml.safe_load(manifest) for manifest in manifests]
+    return str(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
+
+
+IDLE_DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: idle, namespace: listed}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: idle}}
+  template:
+    metadata: {labels: {app: idle}}
+    spec: {containers: [{name: app, image: one}]}
+"""
+
+
+def test_apply_of_a_list_creates_then_leaves_it_unchanged(widgets: Kubectl) -> None:
+    """kubectl validates a List's items itself, against the OpenAPI v2 document it reads
+    as protobuf; then it applies each item."""
+    manifest = as_list(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: listed}",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: listed}",
+        IDLE_DEPLOYMENT,
+        widget("w", 3).replace("metadata:\n", "metadata:\n  namespace: listed\n"),
+    )
+    names = ["namespace/listed", "configmap/settings", "deployment.apps/idle",
+             "widget.example.com/w"]  # fmt: skip
+    first = widgets("apply", "-f", "-", stdin=manifest).stdout
+    assert first.splitlines() == [f"{name} created" for name in names]
+    second = widgets("apply", "-f", "-", stdin=manifest).stdout
+    assert second.splitlines() == [f"{name} unchanged" for name in names]
+    obj = json.loads(widgets("get", "wd", "w", "-n", "listed", "-o", "json").stdout)
+    assert obj["spec"] == {"size": 3, "colour": "red"}
+
+
+def test_a_lists_items_are_validated_before_any_is_written(widgets: Kubectl) -> None:
+    typo = widget("typo", 2).replace("  size: 2", "  size: 2\n  colr: blue")
+    sizeless = widget("sizeless", 2).replace("  size: 2", "  colour: red")
+    manifest = as_list(widget("fine", 2), typo, sizeless)
+    for validate in ("--validate=strict", "--validate=true"):
+        refused = widgets("apply", validate, "-f", "-", stdin=manifest, check=False)
+        assert refused.returncode != 0
+        assert 'unknown field "colr" in com.example.v1.Widget.spec' in refused.stderr
+        assert 'missing required field "size" in com.example.v1.Widget.spec' in refused.stderr
+    assert widgets("get", "wd", "-o", "name").stdout == ""  # not even the valid one

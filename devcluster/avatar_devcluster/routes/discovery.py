@@ -4,6 +4,8 @@ kubectl and kopf discover the resources a server has before they touch one
 (``/api``, ``/apis``, ``/apis/<group>/<version>``), and kubectl reads the
 OpenAPI documents before ``apply`` and ``explain``. Everything here is read
 from the registry, so a CRD's resources appear as soon as it is stored.
+Every answer is JSON (``media.json``: 406 for a client that takes none), and the
+OpenAPI v2 document is gnostic's protobuf too: kubectl's validation reads it only so.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from aiohttp import web
 
 from avatar_devcluster import openapi
 from avatar_devcluster.errors import ApiError
-from avatar_devcluster.routes import requests
+from avatar_devcluster.routes import media, protobuf, requests
 
 Obj = dict[str, Any]
 
@@ -37,20 +39,20 @@ async def root(request: web.Request) -> web.Response:
     for group, versions in requests.cluster_of(request).registry.groups().items():
         if group:
             paths += [f"/apis/{group}"] + [f"/apis/{group}/{v}" for v in versions]
-    return web.json_response({"paths": sorted(paths)})
+    return media.json(request, {"paths": sorted(paths)})
 
 
-async def version(_: web.Request) -> web.Response:
-    return web.json_response(SERVER_VERSION)
+async def version(request: web.Request) -> web.Response:
+    return media.json(request, SERVER_VERSION)
 
 
 async def healthz(_: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-async def api_versions(_: web.Request) -> web.Response:
-    return web.json_response(
-        {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+async def api_versions(request: web.Request) -> web.Response:
+    return media.json(
+        request, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
     )
 
 
@@ -65,7 +67,7 @@ async def api_groups(request: web.Request) -> web.Response:
         for group, versions in sorted(requests.cluster_of(request).registry.groups().items())
         if group
     ]
-    return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+    return media.json(request, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 
 
 async def api_group(request: web.Request) -> web.Response:
@@ -73,8 +75,8 @@ async def api_group(request: web.Request) -> web.Response:
     versions = requests.cluster_of(request).registry.groups().get(group)
     if not versions:
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
-    return web.json_response(
-        {"kind": "APIGroup", "apiVersion": "v1", **_group_doc(group, versions)}
+    return media.json(
+        request, {"kind": "APIGroup", "apiVersion": "v1", **_group_doc(group, versions)}
     )
 
 
@@ -86,12 +88,12 @@ async def resource_list(request: web.Request) -> web.Response:
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
     resources = [entry for rt in types for entry in rt.discovery()]
     gv = f"{group}/{version_}" if group else version_
-    return web.json_response({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-                              "resources": resources})  # fmt: skip
+    return media.json(request, {"kind": "APIResourceList", "apiVersion": "v1",
+                                "groupVersion": gv, "resources": resources})  # fmt: skip
 
 
 async def openapi_index(request: web.Request) -> web.Response:
-    return web.json_response(openapi.index(requests.cluster_of(request).registry))
+    return media.json(request, openapi.index(requests.cluster_of(request).registry))
 
 
 async def openapi_doc(request: web.Request) -> web.Response:
@@ -100,8 +102,13 @@ async def openapi_doc(request: web.Request) -> web.Response:
     doc = openapi.group_version_doc(requests.cluster_of(request).registry, group, version_)
     if doc is None:
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
-    return web.json_response(doc)
+    return media.json(request, doc)
 
 
 async def openapi_v2(request: web.Request) -> web.Response:
-    return web.json_response(openapi.v2(requests.cluster_of(request).registry))
+    """``/openapi/v2`` as JSON, or as gnostic's protobuf: kubectl asks for that only."""
+    offer = media.negotiate(request, media.OBJECT, media.OPENAPI_V2_PROTOBUF)
+    doc = openapi.v2(requests.cluster_of(request).registry)
+    if offer == media.OPENAPI_V2_PROTOBUF:
+        return web.Response(body=protobuf.encode_openapi_v2(doc), content_type=offer.content_type)
+    return web.json_response(doc)

@@ -2,7 +2,8 @@
 
 Each verb reads its parameters from the request and hands the write to the
 cluster, which applies the API server's rules; what comes back is the object
-(or a Table of them, for kubectl get). Watches, the one verb that streams, are
+(or a Table of them, for kubectl get), in the media type ``media`` settled on
+before anything was written. Watches, the one verb that streams, are
 ``watches``'.
 """
 
@@ -15,7 +16,7 @@ from aiohttp import web
 from avatar_devcluster import patching, tables
 from avatar_devcluster.cluster import Cluster, Target
 from avatar_devcluster.errors import ApiError, not_found
-from avatar_devcluster.routes import requests
+from avatar_devcluster.routes import media, requests
 
 Obj = dict[str, Any]
 
@@ -25,9 +26,14 @@ _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DE
 async def answer(request: web.Request, cluster: Cluster, target: Target) -> web.StreamResponse:
     """One request on an object or a collection (any but a watch)."""
     rt, method = target.rt, request.method
+    # As kube-apiserver does: a client that cannot read the answer gets 406 before a write.
+    # Tables are for reads of objects (a Scale is not one).
+    tabular = method == "GET" and target.subresource != "scale"
+    offers = (media.OBJECT, media.TABLE) if tabular else (media.OBJECT,)
+    table = media.negotiate(request, *offers) == media.TABLE
     if method == "GET" and not target.name:
         requests.note(request, verb="list", target=rt.plural)
-        return _list(request, cluster, target)
+        return _list(request, cluster, target, table=table)
     requests.note(
         request,
         verb=_VERBS.get(method, method),
@@ -38,7 +44,7 @@ async def answer(request: web.Request, cluster: Cluster, target: Target) -> web.
     if method == "POST" and not target.name:
         obj = cluster.create(
             rt,
-            await requests.body(request),
+            await _body(request, target),
             target.namespace,
             dry_run=requests.dry_run(request),
             strict=requests.strict(request),
@@ -50,14 +56,14 @@ async def answer(request: web.Request, cluster: Cluster, target: Target) -> web.
         found = cluster.store.get(target.key)
         if found is None:
             raise not_found(rt.plural, target.name, group=rt.group)
-        if requests.wants_table(request):
+        if table:
             include = request.query.get("includeObject", "Metadata")
             revision = found["metadata"]["resourceVersion"]
-            table = tables.table(rt, [found], include_object=include, resource_version=revision)
-            return web.json_response(table)
+            rows = tables.table(rt, [found], include_object=include, resource_version=revision)
+            return web.json_response(rows)
         return web.json_response(found)
     if method == "PUT":
-        body = await requests.body(request)
+        body = await _body(request, target)
         return web.json_response(
             cluster.update(
                 target, body, dry_run=requests.dry_run(request), strict=requests.strict(request)
@@ -66,7 +72,7 @@ async def answer(request: web.Request, cluster: Cluster, target: Target) -> web.
     if method == "PATCH":
         return await _patch(request, cluster, target)
     if method == "DELETE":
-        options = await requests.body(request) if request.can_read_body else {}
+        options = await _body(request, target) if request.can_read_body else {}
         orphan = (
             options.get("propagationPolicy") == "Orphan"
             or request.query.get("propagationPolicy") == "Orphan"
@@ -101,7 +107,13 @@ async def _patch(request: web.Request, cluster: Cluster, target: Target) -> web.
     )
 
 
-def _list(request: web.Request, cluster: Cluster, target: Target) -> web.Response:
+async def _body(request: web.Request, target: Target) -> Obj:
+    """The request's object; built-in kinds are read from protobuf too, as kubectl's
+    typed clients send them."""
+    return await media.body(request, protobuf_too=not target.rt.custom)
+
+
+def _list(request: web.Request, cluster: Cluster, target: Target, *, table: bool) -> web.Response:
     rt = target.rt
     matches = requests.matcher(request)
     items = [
@@ -110,7 +122,7 @@ def _list(request: web.Request, cluster: Cluster, target: Target) -> web.Respons
         if matches(o)
     ]
     revision = str(cluster.store.revision)
-    if requests.wants_table(request):
+    if table:
         include = request.query.get("includeObject", "Metadata")
         return web.json_response(
             tables.table(rt, items, include_object=include, resource_version=revision)
@@ -153,7 +165,7 @@ async def _scale(request: web.Request, cluster: Cluster, target: Target) -> web.
         return web.json_response(_as_scale(obj))
     scale = _as_scale(obj)
     if request.method == "PUT":
-        scale = await requests.body(request)
+        scale = await _body(request, target)
     elif request.method == "PATCH":
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
         if content_type == patching.STRATEGIC_MERGE_PATCH:

@@ -1,13 +1,13 @@
 """What every route reads from a request, in one place so the routes read it alike.
 
-The cluster the server holds, the object or collection a URL names, the JSON
-body, the query's flags (``dryRun``, ``fieldValidation``, ``watch``) and
-selectors, the client that sent it; and the version an object is served as.
+The cluster the server holds, the object or collection a URL names, the query's
+flags (``dryRun``, ``fieldValidation``, ``watch``) and selectors, the client that
+sent it; and the version an object is served as. The body, and the media type of
+the answer, are ``media``'s.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +15,7 @@ from aiohttp import web
 
 from avatar_devcluster import selectors
 from avatar_devcluster.cluster import Cluster, Target
-from avatar_devcluster.errors import ApiError, bad_request
+from avatar_devcluster.errors import ApiError
 from avatar_devcluster.resources import ResourceType
 
 Obj = dict[str, Any]
@@ -65,20 +65,6 @@ def note(request: web.Request, *, verb: str, target: str) -> None:
 
 def watching(request: web.Request) -> bool:
     return request.query.get("watch") in ("1", "true")
-
-
-def wants_table(request: web.Request) -> bool:
-    return "as=Table" in request.headers.get("Accept", "")
-
-
-async def body(request: web.Request) -> Obj:
-    try:
-        found = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise bad_request(f"the body is not JSON: {exc}") from None
-    if not isinstance(found, dict):
-        raise bad_request("the body must be a JSON object")
-    return found
 
 
 def strict(request: web.Request) -> bool:

@@ -19,7 +19,7 @@ from aiohttp import web
 from avatar_devcluster import tables
 from avatar_devcluster.cluster import Cluster, Target
 from avatar_devcluster.errors import bad_request, gone
-from avatar_devcluster.routes import requests
+from avatar_devcluster.routes import media, requests
 from avatar_devcluster.store import Change
 
 Obj = dict[str, Any]
@@ -52,6 +52,7 @@ async def stream(
         return "ADDED" if now else "DELETED" if before else None
 
     # Parameters are checked before the stream starts: afterwards no error can be sent.
+    table = media.negotiate(request, media.OBJECT, media.TABLE) == media.TABLE
     since = request.query.get("resourceVersion", "")
     try:
         revision = int(since) if since not in ("", "0") else 0
@@ -61,7 +62,6 @@ async def stream(
     watcher = cluster.store.subscribe(lambda change: seen_as(change) is not None)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
-    table = requests.wants_table(request)
     include = request.query.get("includeObject", "Metadata")
 
     async def send(kind: str, obj: Obj) -> None:

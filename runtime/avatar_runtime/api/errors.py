@@ -24,6 +24,7 @@ class ErrorCode(enum.StrEnum):
     # Speech
     TEXT_EMPTY = "TextEmpty"
     TEXT_TOO_LONG = "TextTooLong"
+    TEXT_INVALID = "TextInvalid"  # a lone UTF-16 surrogate or a non-character: broken text
     AUDIO_UNREADABLE = "AudioUnreadable"
     AUDIO_TOO_LONG = "AudioTooLong"
     AUDIO_SILENT = "AudioSilent"
@@ -37,6 +38,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_OPTION = "InvalidOption"
     # Fetching inputs
     INPUT_NOT_FOUND = "InputNotFound"
+    URL_INVALID = "UrlInvalid"  # an input or output URL that cannot be parsed or used as one
     URL_SCHEME_NOT_ALLOWED = "UrlSchemeNotAllowed"
     URL_TARGET_FORBIDDEN = "UrlTargetForbidden"
     DOWNLOAD_TOO_LARGE = "DownloadTooLarge"
@@ -56,10 +58,13 @@ class ErrorCode(enum.StrEnum):
     JOB_CONFLICT = "JobConflict"
     POD_FULL = "PodFull"
     NOT_ACCEPTING = "NotAccepting"
+    REQUEST_TOO_LARGE = "RequestTooLarge"  # a body over the pod's limit, refused before reading
+    TOO_MANY_LONG_POLLS = "TooManyLongPolls"  # every long-poll place of the pod is taken
     INTERNAL = "InternalError"
     # Set by the operator, never by a runtime pod
     DEADLINE_EXCEEDED = "DeadlineExceeded"  # not finished within the spec's deadlineSeconds
     RUNTIME_LOST = "RuntimeLost"  # the pod died, was deleted, or forgot the job
+    DISPATCH_FAILED = "DispatchFailed"  # the pod answered the job's submission with an error
 
 
 # Failures that may pass on their own: worth another attempt (possibly on another pod).
@@ -70,6 +75,7 @@ _RETRIABLE = frozenset(
         ErrorCode.INTERRUPTED,
         ErrorCode.POD_FULL,
         ErrorCode.NOT_ACCEPTING,
+        ErrorCode.TOO_MANY_LONG_POLLS,
         ErrorCode.MODEL_UNAVAILABLE,
         ErrorCode.INTERNAL,
     }

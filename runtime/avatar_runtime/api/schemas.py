@@ -20,16 +20,22 @@ from avatar_runtime.api.jobs import JobSpec, Outputs, StageSeconds
 
 # A Kubernetes uid, or any other id of the same alphabet.
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+# A BCP 47 tag's shape, in either case: the CRD's (lower-case primary subtag) is narrower, so
+# nothing the API server admits is refused here, and no control character gets through.
+LANGUAGE_PATTERN = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
 
 
 class JobInputs(BaseModel):
+    """What a job renders from. The URLs, the text and a voice's name are checked at
+    admission (``RuntimePod.check_request``), where each refusal gets its own code."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     portrait: str = Field(min_length=1, max_length=4096, description="Image URL (gs://, https://).")
     text: str | None = Field(None, description="Text to speak. Exactly one of text and audio.")
     audio: str | None = Field(None, max_length=4096, description="Recorded speech URL.")
     voice: str | None = Field(None, max_length=4096, description="Voice sample URL or name.")
-    language: str = Field("en", min_length=2, max_length=16)
+    language: str = Field("en", min_length=2, max_length=16, pattern=LANGUAGE_PATTERN)
 
     @model_validator(mode="after")
     def _one_speech_source(self) -> JobInputs:

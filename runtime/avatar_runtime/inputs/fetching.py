@@ -1,17 +1,16 @@
 """Fetch an input's bytes from a local path, ``file://``, ``gs://`` or ``https://``.
 
-The one entry point for every input: it checks the URL's scheme against the
-allow-list (``urls``), then reads local files and ``gs://`` objects itself and
-hands ``http(s)`` to ``https``, whose fetcher keeps users out of the cluster's
-network. Each way stops reading as soon as the size limit is passed.
+The one entry point for every input: it parses the URL with the parser admission
+uses and checks its scheme against the allow-list (``urls``), then reads local
+files and ``gs://`` objects itself and hands ``http(s)`` to ``https``, whose
+fetcher keeps users out of the cluster's network. Each way stops reading as soon
+as the size limit is passed.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -37,36 +36,25 @@ def fetch_bytes(
     ``what`` names the input in error messages ("portrait", "audio"); ``field`` is
     copied into the ``JobError`` so the status can point at the spec field.
 
-    Raises ``JobError`` with URL_SCHEME_NOT_ALLOWED, URL_TARGET_FORBIDDEN,
+    Raises ``JobError`` with URL_INVALID, URL_SCHEME_NOT_ALLOWED, URL_TARGET_FORBIDDEN,
     INPUT_NOT_FOUND, DOWNLOAD_TOO_LARGE or DOWNLOAD_FAILED.
     """
     named = urls.Source(url=source, what=what, field=field)
-    scheme = urls.scheme_of(source, source=named, settings=settings)
-    if scheme == "file":
-        return _read_local(named, max_bytes=max_bytes)
-    if scheme == "gs":
-        return _read_gs(named, max_bytes=max_bytes)
-    if scheme in urls.HTTP_SCHEMES:
-        return https.read(named, settings=settings, max_bytes=max_bytes)
+    url = urls.checked(source, source=named, settings=settings)
+    if url.scheme == "file":
+        path = Path(urls.local_path(url, source=named))
+        return _read_local(named, path=path, max_bytes=max_bytes)
+    if url.scheme == "gs":
+        return _read_gs(named, url=url, max_bytes=max_bytes)
+    if url.scheme in urls.HTTP_SCHEMES:
+        return https.read(named, url=url, settings=settings, max_bytes=max_bytes)
     raise named.error(
         ErrorCode.URL_SCHEME_NOT_ALLOWED,
-        f"the scheme {scheme!r} is allowed but not supported; use file, gs or https",
+        f"the scheme {url.scheme!r} is allowed but not supported; use file, gs or https",
     ) from None
 
 
-def _local_path(source: urls.Source) -> Path:
-    parts = urllib.parse.urlsplit(source.url)
-    if len(parts.scheme) <= 1:
-        return Path(source.url)
-    if parts.netloc not in ("", "localhost"):
-        raise source.error(
-            ErrorCode.URL_TARGET_FORBIDDEN, "file:// URLs must not name a remote host"
-        ) from None
-    return Path(urllib.request.url2pathname(parts.path))
-
-
-def _read_local(source: urls.Source, *, max_bytes: int) -> bytes:
-    path = _local_path(source)
+def _read_local(source: urls.Source, *, path: Path, max_bytes: int) -> bytes:
     try:
         with path.open("rb") as file:
             info = os.fstat(file.fileno())
@@ -96,11 +84,10 @@ def _read_local(source: urls.Source, *, max_bytes: int) -> bytes:
     return data
 
 
-def _read_gs(source: urls.Source, *, max_bytes: int) -> bytes:
+def _read_gs(source: urls.Source, *, url: urls.Url, max_bytes: int) -> bytes:
     """Read a ``gs://`` object through any fsspec filesystem registered as "gs" (gcsfs)."""
-    parts = urllib.parse.urlsplit(source.url)
-    path = f"{parts.netloc}{parts.path}"
-    if not parts.netloc or not parts.path.strip("/"):
+    path = f"{url.host}{url.path}"
+    if not url.host or not url.path.strip("/"):
         raise source.error(
             ErrorCode.INPUT_NOT_FOUND, "a gs:// URL needs a bucket and an object name"
         ) from None

@@ -41,16 +41,16 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = "avatar-runtime/0.1 (input fetcher)"
 
 
-def read(source: urls.Source, *, settings: FetchSettings, max_bytes: int) -> bytes:
-    """Return the body ``source.url`` leads to, following checked redirects, at most ``max_bytes``.
+def read(source: urls.Source, *, url: urls.Url, settings: FetchSettings, max_bytes: int) -> bytes:
+    """Return the body ``url`` leads to, following checked redirects, at most ``max_bytes``.
 
-    The scheme of ``source.url`` must already have been checked (``urls.scheme_of``).
+    ``url`` is ``source.url`` as ``urls.checked`` parsed it (its scheme allowed).
 
     Raises ``JobError`` with URL_SCHEME_NOT_ALLOWED, URL_TARGET_FORBIDDEN,
     INPUT_NOT_FOUND, DOWNLOAD_TOO_LARGE or DOWNLOAD_FAILED (INTERNAL when the
     configured CA bundle cannot be loaded).
     """
-    return _Download(source=source, settings=settings, max_bytes=max_bytes).run()
+    return _Download(source=source, settings=settings, max_bytes=max_bytes).run(url)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,8 +61,8 @@ class _Download:
     settings: FetchSettings
     max_bytes: int
 
-    def run(self) -> bytes:
-        url = self.source.url
+    def run(self, start: urls.Url) -> bytes:
+        url = start
         for hop in range(self.settings.max_redirects + 1):
             response = self.request(url)
             try:
@@ -72,37 +72,56 @@ class _Download:
                         raise self.source.error(
                             ErrorCode.DOWNLOAD_FAILED,
                             f"HTTP {response.status} redirect without a Location",
-                            url=url,
+                            url=url.text,
                             retriable=False,
                         ) from None
                     if hop == self.settings.max_redirects:
                         break
-                    url = urllib.parse.urljoin(url, location)
-                    scheme = urls.scheme_of(url, source=self.source, settings=self.settings)
-                    if scheme not in urls.HTTP_SCHEMES:
-                        raise self.source.error(
-                            ErrorCode.URL_SCHEME_NOT_ALLOWED,
-                            "redirects may only lead to http(s) URLs",
-                            url=url,
-                        ) from None
+                    url = self.redirect(url, location)
                     continue
-                self.check_status(response.status, url=url)
-                return self.read_body(response, url=url)
+                self.check_status(response.status, url=url.text)
+                return self.read_body(response, url=url.text)
             finally:
                 response.close()  # never drain: the rest of the body may be huge
                 response.release_conn()
         raise self.source.error(
             ErrorCode.DOWNLOAD_FAILED,
             f"more than {self.settings.max_redirects} redirects",
-            url=url,
+            url=url.text,
             retriable=False,
         ) from None
+
+    def redirect(self, url: urls.Url, location: str) -> urls.Url:
+        """The next hop, parsed with the same rules as the URL the job gave.
+
+        A ``Location`` that is no valid URL is the server's fault, not the job's:
+        DOWNLOAD_FAILED (not retriable), where the job's own URL would be URL_INVALID.
+        """
+        try:
+            target = urllib.parse.urljoin(url.text, location)
+            hop = urls.checked(target, source=self.source, settings=self.settings)
+        except (ValueError, JobError) as exc:
+            if isinstance(exc, JobError) and exc.code is not ErrorCode.URL_INVALID:
+                raise
+            raise self.source.error(
+                ErrorCode.DOWNLOAD_FAILED,
+                f"redirected to an invalid URL: {location!r}",
+                url=url.text,
+                retriable=False,
+            ) from None
+        if hop.scheme not in urls.HTTP_SCHEMES:
+            raise self.source.error(
+                ErrorCode.URL_SCHEME_NOT_ALLOWED,
+                "redirects may only lead to http(s) URLs",
+                url=hop.text,
+            ) from None
+        return hop
 
     def resolve(self, host: str, port: int, *, url: str) -> list[str]:
         """Resolve ``host`` once and refuse it if any address is not public."""
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
+        except (OSError, UnicodeError, ValueError) as exc:  # gaierror is an OSError
             raise self.source.error(
                 ErrorCode.DOWNLOAD_FAILED, f"cannot resolve host {host!r}: {exc}", url=url
             ) from None
@@ -125,39 +144,30 @@ class _Download:
             ) from None
         return addresses
 
-    def request(self, url: str) -> urllib3.BaseHTTPResponse:
-        parts = urllib.parse.urlsplit(url)
-        scheme = parts.scheme.lower()
-        try:
-            host = parts.hostname
-            port = parts.port or (443 if scheme == "https" else 80)
-        except ValueError:
-            raise self.source.error(
-                ErrorCode.DOWNLOAD_FAILED, "malformed URL", url=url, retriable=False
-            ) from None
-        if not host:
-            raise self.source.error(
-                ErrorCode.DOWNLOAD_FAILED, "the URL has no host", url=url, retriable=False
-            ) from None
-        if parts.username is not None:
+    def request(self, url: urls.Url) -> urllib3.BaseHTTPResponse:
+        host = url.host  # as DNS takes it (IDNA), so the lookup, SNI and Host header agree
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if url.userinfo:
             raise self.source.error(
                 ErrorCode.DOWNLOAD_FAILED,
                 "user names and passwords in URLs are not supported",
-                url=url,
+                url=url.text,
                 retriable=False,
             ) from None
-        path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        path = urllib.parse.urlunsplit(("", "", url.path or "/", url.query, ""))
         headers = {
-            "Host": parts.netloc,
+            "Host": url.authority,
             "User-Agent": _USER_AGENT,
             "Accept-Encoding": "identity",
         }
         timeout = urllib3.Timeout(
             connect=self.settings.timeout_seconds, read=self.settings.timeout_seconds
         )
-        addresses = self.resolve(host, port, url=url)
+        addresses = self.resolve(host, port, url=url.text)
         for index, address in enumerate(addresses):
-            pool = self.pool(scheme=scheme, address=address, port=port, host=host, timeout=timeout)
+            pool = self.pool(
+                scheme=url.scheme, address=address, port=port, host=host, timeout=timeout
+            )
             try:
                 return pool.urlopen(
                     "GET",
@@ -172,10 +182,12 @@ class _Download:
                 # Refused or unreachable: try the host's next (already checked) address.
                 if index == len(addresses) - 1:
                     raise self.source.error(
-                        ErrorCode.DOWNLOAD_FAILED, f"cannot connect: {urls.reason(exc)}", url=url
+                        ErrorCode.DOWNLOAD_FAILED,
+                        f"cannot connect: {urls.reason(exc)}",
+                        url=url.text,
                     ) from None
             except HTTPError as exc:
-                raise self.transport_error(exc, url=url) from None
+                raise self.transport_error(exc, url=url.text) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def pool(

@@ -19,6 +19,7 @@ import numpy as np
 
 from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines.base import AudioArray
+from avatar_runtime.inputs import characters
 from avatar_runtime.settings import Limits
 
 SILENCE_PEAK = 1e-3
@@ -28,12 +29,32 @@ _KEEP_FORMAT_CHARS = frozenset({"\u200c", "\u200d"})  # ZWNJ/ZWJ change spelling
 _AUDIO_FORMATS = "WAV, MP3, FLAC, Ogg, M4A/MP4, WebM/Matroska or AAC"
 
 
+def check_text(text: str, *, field: str | None = "text") -> None:
+    """Refuse text that holds code points which are no characters, with TEXT_INVALID.
+
+    A lone UTF-16 surrogate (``"\\ud800"`` in JSON) or a non-character (U+FFFE, the
+    mark of text decoded in the wrong byte order) means the text broke before it
+    got here: speaking around it would say something other than what was meant, and
+    a surrogate cannot even be encoded to hash or log the request. A server checks
+    this at admission; ``clean_text`` checks it again.
+    """
+    bad = characters.unusable(text, controls=False)
+    if bad is not None:
+        raise JobError(
+            ErrorCode.TEXT_INVALID,
+            f"text holds {bad}, which is not a character; send the text as valid UTF-8",
+            field=field,
+        )
+
+
 def clean_text(text: str, *, limits: Limits, field: str | None = "text") -> str:
     """Return ``text`` NFC-normalised, without control characters, whitespace collapsed.
 
-    Raises ``JobError`` TEXT_EMPTY (nothing speakable: no letter or digit) or
-    TEXT_TOO_LONG (more than ``limits.max_text_chars`` after cleaning).
+    Raises ``JobError`` TEXT_INVALID (``check_text``), TEXT_EMPTY (nothing
+    speakable: no letter or digit) or TEXT_TOO_LONG (more than
+    ``limits.max_text_chars`` after cleaning).
     """
+    check_text(text, field=field)
     normal = unicodedata.normalize("NFC", text)
     kept = []
     for char in normal:

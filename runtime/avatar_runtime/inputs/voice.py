@@ -14,6 +14,7 @@ import numpy as np
 
 from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines.base import AudioArray, Voice, VoiceSample
+from avatar_runtime.inputs import characters
 from avatar_runtime.inputs.fetching import fetch_bytes
 from avatar_runtime.inputs.speech import decode_audio
 from avatar_runtime.settings import FetchSettings, Limits
@@ -37,6 +38,17 @@ _AS_VOICE = {
 def is_sample(voice: str) -> bool:
     """A URL or a path names a sample; anything else is the name of a voice."""
     return "://" in voice or "/" in voice
+
+
+def check_name(voice: str, *, field: str | None = "voice") -> None:
+    """Refuse a voice name no engine can have (control characters, surrogates): VOICE_UNKNOWN.
+
+    Whether an engine has the voice is for the engine to say; a name that cannot
+    even be encoded or printed is refused at once, before it reaches a log or a hash.
+    """
+    bad = characters.unusable(voice, controls=True)
+    if bad is not None:
+        raise JobError(ErrorCode.VOICE_UNKNOWN, f"a voice name cannot hold {bad}", field=field)
 
 
 def resolve(voice: str | None, *, fetch: FetchSettings, limits: Limits) -> Voice | None:

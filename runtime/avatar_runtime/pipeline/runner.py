@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
+from pathlib import Path
 
 from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.api.jobs import JobResult, JobSpec, Outputs
@@ -37,11 +38,12 @@ from avatar_runtime.inputs import voice as voice_input
 from avatar_runtime.inputs.fetching import fetch_bytes
 from avatar_runtime.inputs.portrait import decode_portrait
 from avatar_runtime.inputs.speech import clean_text, decode_audio
-from avatar_runtime.pipeline import audio, captions, context, frame_loop
+from avatar_runtime.pipeline import audio, captions, context, frame_loop, records
 from avatar_runtime.pipeline.context import JobContext, ProgressCallback
 from avatar_runtime.pipeline.listening import Heard, Listener, already_heard
 from avatar_runtime.pipeline.speech_feed import SpeechFeed
 from avatar_runtime.pipeline.storage import OutputTarget, scratch_dir
+from avatar_runtime.pipeline.workspace import JOURNAL
 from avatar_runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -65,14 +67,22 @@ class Pipeline:
         self,
         spec: JobSpec,
         *,
+        job_id: str | None = None,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> JobResult:
-        """Render one job; raises ``JobError`` with a stable code when it cannot."""
+        """Render one job; raises ``JobError`` with a stable code when it cannot.
+
+        A job with an id (a pod's) leaves a record of its result beside its outputs,
+        and is not rendered again when that record shows it finished (``records``).
+        """
         source = "text" if spec.text is not None else "audio"
         log.info("job started", extra={"speech": source, "resolution": spec.resolution})
+        if job_id is not None and (done := self._finished_before(spec, job_id=job_id)):
+            (progress or _report_nothing)("done", 1.0)
+            return done
         try:
-            result = self._run(spec, progress=progress, cancel=cancel)
+            result = self._run(spec, job_id=job_id, progress=progress, cancel=cancel)
         except JobError as error:
             log.info("job failed: %s", error, extra={"error": error.to_dict()})
             raise
@@ -94,6 +104,7 @@ class Pipeline:
         self,
         spec: JobSpec,
         *,
+        job_id: str | None,
         progress: ProgressCallback | None,
         cancel: threading.Event | None,
     ) -> JobResult:
@@ -129,26 +140,57 @@ class Pipeline:
                 files["captions"] = path
             job.enter("upload")
             with timer.stage("upload"):
-                published = target.publish(files)
-
-        wall = time.perf_counter() - started
+                published = target.publish(files, journal=scratch / JOURNAL)
+            wall = time.perf_counter() - started
+            result = JobResult(
+                video_seconds=video.seconds,
+                wall_seconds=wall,
+                realtime_factor=wall / video.seconds,
+                stages=timer.seconds,
+                frames=video.frames,
+                resolution=spec.resolution,
+                fps=spec.fps,
+                wer=wer,
+                transcript=transcript.text,
+                outputs=Outputs(
+                    video=published["video"].model_copy(update={"duration_seconds": video.seconds}),
+                    thumbnail=published["thumbnail"],
+                    captions=published.get("captions"),
+                ),
+            )
+            if job_id is not None:
+                self._record(target, job_id=job_id, spec=spec, result=result, journal=scratch)
         report("done", 1.0)
-        return JobResult(
-            video_seconds=video.seconds,
-            wall_seconds=wall,
-            realtime_factor=wall / video.seconds,
-            stages=timer.seconds,
-            frames=video.frames,
-            resolution=spec.resolution,
-            fps=spec.fps,
-            wer=wer,
-            transcript=transcript.text,
-            outputs=Outputs(
-                video=published["video"].model_copy(update={"duration_seconds": video.seconds}),
-                thumbnail=published["thumbnail"],
-                captions=published.get("captions"),
-            ),
-        )
+        return result
+
+    @staticmethod
+    def _finished_before(spec: JobSpec, *, job_id: str) -> JobResult | None:
+        """The result of an earlier attempt of this job, if its record and outputs show one."""
+        try:
+            done = records.find(OutputTarget(spec.output), job_id=job_id, spec=spec)
+        except JobError:
+            return None  # an output the render will refuse with its own error
+        if done is not None:
+            log.info(
+                "finished by an earlier attempt, its outputs intact: not rendering again",
+                extra={"video": done.outputs.video.url},
+            )
+        return done
+
+    @staticmethod
+    def _record(
+        target: OutputTarget, *, job_id: str, spec: JobSpec, result: JobResult, journal: Path
+    ) -> None:
+        """The finished job's record, last; without it the job is still done, only not
+        provably so (a second attempt would render it again)."""
+        try:
+            records.write(
+                target, job_id=job_id, spec=spec, result=result, journal=journal / JOURNAL
+            )
+        except Exception as exc:
+            log.warning(
+                "could not write the job's record at %s: %s", records.record_url(target), exc
+            )
 
     def _speak_and_render(
         self, job: JobContext, *, avatar: PreparedAvatar, recording: Speech | None

@@ -8,7 +8,10 @@ beside its destination, and only when all copies have succeeded are they moved t
 their final names, video last. Any failure removes what this call wrote.
 
 Local outputs are reported as absolute paths; fsspec outputs (``gs://``,
-``memory://``, ...) as URLs built on the prefix the job gave.
+``memory://``, ...) as URLs built on the prefix the job gave. Before a partial
+file is created its name goes into the job's journal (a file in its scratch
+directory), so what a killed process left half-written can be found and removed
+(``workspace``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import mimetypes
 import os
 import posixpath
+import re
 import secrets
 import tempfile
 import urllib.parse
@@ -30,6 +34,7 @@ import fsspec
 
 from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.api.jobs import OutputFile
+from avatar_runtime.inputs import urls
 
 _CHUNK = 1024 * 1024
 _CONTENT_TYPES = {
@@ -61,14 +66,14 @@ class OutputTarget:
         if not output.strip():
             raise JobError(ErrorCode.INVALID_OPTION, "output is empty", field="output")
         self.output = output
-        parts = urllib.parse.urlsplit(output)
-        scheme = parts.scheme.lower()
+        # The one URL parser of inputs too: NULs, control characters and bad brackets are
+        # refused here as UrlInvalid, never met by a filesystem call.
+        parsed = urls.parse(output, source=urls.Source(url=output, what="output", field="output"))
+        scheme = parsed.scheme
         self._scheme = scheme
         self._fs: Any = None  # made on first use: gcsfs looks for credentials when created
-        if len(scheme) <= 1 or scheme == "file":  # a path (a one-letter scheme is a drive)
-            path = (
-                Path(urllib.request.url2pathname(parts.path)) if scheme == "file" else Path(output)
-            )
+        if scheme == "file":  # a path, or a file:// URL (its path percent-decoded)
+            path = Path(parsed.path)
             self._local_root: Path | None = path.absolute()
             self._remote_root = ""
             self.single_file = path.suffix.lower() == ".mp4"
@@ -83,7 +88,7 @@ class OutputTarget:
                 ) from None
             self._local_root = None
             self._remote_root = output
-            self.single_file = parts.path.lower().endswith(".mp4")
+            self.single_file = parsed.path.lower().endswith(".mp4")
 
     @property
     def is_local(self) -> bool:
@@ -116,12 +121,15 @@ class OutputTarget:
         stem, _ = posixpath.splitext(self._remote_root)
         return f"{stem}{suffix}"
 
-    def publish(self, files: Mapping[str, Path]) -> dict[str, OutputFile]:
+    def publish(
+        self, files: Mapping[str, Path], *, journal: Path | None = None
+    ) -> dict[str, OutputFile]:
         """Copy local ``files`` (kind -> temp path) to their final names, all or none.
 
         The destination suffix is the local file's suffix. Returns kind -> OutputFile
         with size and sha256 of the bytes written. Raises ``JobError``
-        OUTPUT_WRITE_FAILED, after removing everything this call wrote.
+        OUTPUT_WRITE_FAILED, after removing everything this call wrote. Each partial
+        name is appended to ``journal`` before the partial file is created.
         """
         # Video last: whoever waits for the video finds the rest already in place.
         order = sorted(files, key=lambda kind: kind == "video")
@@ -135,6 +143,8 @@ class OutputTarget:
                 final = self.url_for(kind, source.suffix)
                 current = final
                 partial = _partial_name(final, local=self.is_local)
+                if journal is not None:
+                    _note(journal, partial)
                 staged.append((kind, partial, final))
                 size, digest = self._copy(source, partial)
                 results[kind] = OutputFile(
@@ -153,6 +163,50 @@ class OutputTarget:
                 ErrorCode.OUTPUT_WRITE_FAILED, f"could not write {current}: {_first_line(exc)}"
             ) from exc
         return {kind: results[kind] for kind in files}
+
+    def write_atomically(self, url: str, data: bytes, *, journal: Path) -> None:
+        """``data`` at ``url`` (a sibling of the outputs), whole or not at all."""
+        partial = _partial_name(url, local=self.is_local)
+        _note(journal, partial)
+        with tempfile.NamedTemporaryFile() as staged:
+            staged.write(data)
+            staged.flush()
+            try:
+                self._copy(Path(staged.name), partial)
+                self._move(partial, url)
+            except BaseException:
+                self._remove(partial)
+                raise
+
+    def read_bytes(self, url: str, *, max_bytes: int) -> bytes | None:
+        """The file at ``url`` (an output or a sibling), or None when there is none."""
+        try:
+            if self.is_local:
+                path = Path(url)
+                if not path.is_file() or path.stat().st_size > max_bytes:
+                    return None
+                return path.read_bytes()
+            fs = self._remote()
+            if not fs.exists(url) or fs.size(url) > max_bytes:
+                return None
+            data: bytes = fs.cat_file(url)
+            return data
+        except OSError:
+            return None
+
+    def sha256_of(self, url: str) -> str | None:
+        """The sha256 of the file at ``url``, reading it once; None when it is not there."""
+        digest = hashlib.sha256()
+        try:
+            if self.is_local:
+                with Path(url).open("rb") as reader:
+                    _pump(reader, _Discard(), digest)
+            else:
+                with self._remote().open(url, "rb") as reader:
+                    _pump(reader, _Discard(), digest)
+        except OSError:  # FileNotFoundError included
+            return None
+        return digest.hexdigest()
 
     # -- filesystem operations, local or fsspec ----------------------------------------
 
@@ -197,6 +251,13 @@ def scratch_dir(base: Path | None = None, *, prefix: str = "avatar-job-") -> Ite
         yield Path(path)
 
 
+class _Discard:
+    """A writer that keeps nothing: ``_pump`` only to hash."""
+
+    def write(self, chunk: bytes) -> int:
+        return len(chunk)
+
+
 def _pump(reader: BinaryIO, writer: Any, digest: hashlib._Hash) -> int:
     size = 0
     while chunk := reader.read(_CHUNK):
@@ -204,6 +265,40 @@ def _pump(reader: BinaryIO, writer: Any, digest: hashlib._Hash) -> int:
         size += len(chunk)
         writer.write(chunk)
     return size
+
+
+PARTIAL_PATTERN = re.compile(r"^\..+\.partial-[0-9a-f]{16}$")
+"""The base name of every partial file this module writes, and of nothing else."""
+
+
+def remove_partial(name: str) -> bool:
+    """Remove a partial file a journal named (a path or an fsspec URL); False if it was not one.
+
+    Only names of the partial pattern are touched, so a damaged or hostile journal
+    cannot make a pod delete anything else.
+    """
+    if not PARTIAL_PATTERN.match(posixpath.basename(name)):
+        return False
+    scheme = urllib.parse.urlsplit(name).scheme.lower()
+    with contextlib.suppress(Exception):  # gone already, or the store is down: best effort
+        if len(scheme) <= 1:
+            Path(name).unlink(missing_ok=True)
+        elif scheme == "file":
+            Path(urllib.request.url2pathname(urllib.parse.urlsplit(name).path)).unlink(
+                missing_ok=True
+            )
+        else:
+            fs = fsspec.filesystem(scheme)
+            if fs.exists(name):
+                fs.rm(name)
+    return True
+
+
+def _note(journal: Path, partial: str) -> None:
+    """One more partial name in the journal, on disk before the partial file exists."""
+    with journal.open("a", encoding="utf-8") as out:
+        out.write(partial + "\n")
+        out.flush()
 
 
 def _partial_name(final: str, *, local: bool) -> str:

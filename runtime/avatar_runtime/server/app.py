@@ -1,27 +1,40 @@
 """The runtime pod's HTTP API (FastAPI): job routes behind a bearer token, open health
 and metrics routes. Routes translate between HTTP and the pod; they decide nothing.
+
+Every request passes the request guard first (``server.guard``: the token, the body's
+size and time, typed answers to anything unexpected). Only ``POST /v1/jobs`` runs on
+the thread pool (its checks take milliseconds of CPU); every other route is cheap and
+runs on the event loop, so health, readiness and metrics never queue behind anything,
+and a long poll holds no thread while it waits, only one of a capped number of places.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import hmac
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+from starlette.types import Receive
 
 from avatar_runtime import __version__
 from avatar_runtime.api.errors import ErrorCode, JobError
-from avatar_runtime.api.schemas import Capacity, ErrorBody, ErrorInfo, JobRequest, JobStatus
-from avatar_runtime.service.board import Admission
+from avatar_runtime.api.schemas import Capacity, ErrorBody, JobRequest, JobStatus
+from avatar_runtime.metrics import RuntimeMetrics
+from avatar_runtime.server.guard import RequestGuard, error_body, note_job_id
+from avatar_runtime.service.board import Admission, JobBoard
 from avatar_runtime.service.pod import RuntimePod
 
+# Documents the scheme in the OpenAPI schema; the guard checks the token before any body is
+# read, which a FastAPI dependency (run after the body is parsed) cannot.
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -36,8 +49,8 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def _body(error: JobError) -> dict[str, object]:
-    return ErrorBody(error=ErrorInfo(**error.to_dict())).model_dump(mode="json")
+def _answer(status: int, error: JobError, *, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(error_body(error), status, headers, media_type="application/json")
 
 
 def _pod(request: Request) -> RuntimePod:
@@ -45,31 +58,49 @@ def _pod(request: Request) -> RuntimePod:
     return pod
 
 
-def _authorised(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    token = _pod(request).token
-    if token is None:
-        return
-    given = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise ApiError(
-            401,
-            JobError(ErrorCode.UNAUTHORIZED, "A valid bearer token is required."),
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+class LongPolls:
+    """The pod's long-poll places. Taken and given back on the event loop only, so a plain
+    counter needs no lock; beyond the cap a poll is refused 429 at once, not queued."""
+
+    def __init__(self, *, limit: int, retry_seconds: int, metrics: RuntimeMetrics) -> None:
+        self.limit = limit
+        self.retry_seconds = retry_seconds
+        self.open = 0
+        self._metrics = metrics
+        metrics.long_polls.set_function(lambda: self.open)
+
+    @contextlib.contextmanager
+    def place(self) -> Iterator[None]:
+        if self.open >= self.limit:
+            self._metrics.requests_refused.labels("long_polls_full").inc()
+            message = (
+                f"{self.limit} long polls are open on this pod, the most it holds; retry in"
+                f" {self.retry_seconds} s, or read without wait."
+            )
+            raise ApiError(
+                429,
+                JobError(ErrorCode.TOO_MANY_LONG_POLLS, message),
+                headers={"Retry-After": str(self.retry_seconds)},
+            )
+        self.open += 1
+        try:
+            yield
+        finally:
+            self.open -= 1
 
 
-jobs = APIRouter(prefix="/v1", dependencies=[Depends(_authorised)], tags=["jobs"])
+jobs = APIRouter(prefix="/v1", dependencies=[Depends(_bearer)], tags=["jobs"])
 health = APIRouter(tags=["health"])
 _ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 429, 503)
+    code: {"model": ErrorBody} for code in (400, 401, 404, 408, 409, 413, 429, 500, 503)
 }
 
 
 @jobs.post("/jobs", status_code=202, response_model=JobStatus, responses=_ERRORS)
 def submit(body: JobRequest, request: Request, response: Response) -> JobStatus:
+    # On the thread pool (a plain def): checking the text and URLs of a body of up to a few
+    # hundred KB takes milliseconds of CPU, which must not stall the event loop.
+    note_job_id(request.scope, body.id)
     pod = _pod(request)
     if not pod.accepting:
         why = "draining" if pod.draining else "still loading its models"
@@ -104,7 +135,7 @@ def _found(status: JobStatus | None, job_id: str) -> JobStatus:
 
 
 @jobs.get("/jobs/{job_id}", response_model=JobStatus, responses=_ERRORS)
-def read(
+async def read(
     job_id: str,
     request: Request,
     wait: Annotated[
@@ -124,24 +155,54 @@ def read(
     interrupted) or after S seconds, whichever is first; the body is the usual status
     either way. So the operator learns at once that a job ended, and refills the slot,
     while it asks only every few seconds. The default, 0, answers at once.
+
+    A pod holds a limited number of long polls at once (`max_long_polls`); beyond it the
+    answer is `429 TooManyLongPolls` with `Retry-After`, at once. A poll of a finished or
+    unknown job answers at once and takes no place.
     """
     board = _pod(request).board
-    status = board.wait_finished(job_id, wait) if wait > 0 else board.status(job_id)
+    status = board.status(job_id)
+    if wait <= 0 or status is None or status.state.finished:
+        return _found(status, job_id)
+    polls: LongPolls = request.app.state.long_polls
+    with polls.place():
+        status = await _long_poll(board, job_id, wait=wait, receive=request.receive)
     return _found(status, job_id)
 
 
+async def _long_poll(
+    board: JobBoard, job_id: str, *, wait: float, receive: Receive
+) -> JobStatus | None:
+    """Wait for the job's end, but stop when the client hangs up, which frees the place."""
+    finished = asyncio.ensure_future(board.wait_finished(job_id, wait))
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((finished, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        finished.cancel()
+        gone.cancel()
+    if finished.done() and not finished.cancelled():
+        return finished.result()
+    return board.status(job_id)  # the client has gone; this answer goes nowhere
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass  # the (empty) body of the GET itself
+
+
 @jobs.delete("/jobs/{job_id}", response_model=JobStatus, responses=_ERRORS)
-def cancel(job_id: str, request: Request) -> JobStatus:
+async def cancel(job_id: str, request: Request) -> JobStatus:
     return _found(_pod(request).board.cancel(job_id), job_id)
 
 
 @jobs.get("/capacity", response_model=Capacity)
-def capacity(request: Request) -> Capacity:
+async def capacity(request: Request) -> Capacity:
     return _pod(request).capacity()
 
 
 @health.get("/healthz")
-def healthz(request: Request) -> JSONResponse:
+async def healthz(request: Request) -> JSONResponse:
     """Liveness: fails only when loading failed (a restart may help); not while busy."""
     pod = _pod(request)
     if pod.failed:
@@ -150,7 +211,7 @@ def healthz(request: Request) -> JSONResponse:
 
 
 @health.get("/readyz")
-def readyz(request: Request) -> JSONResponse:
+async def readyz(request: Request) -> JSONResponse:
     """Readiness: models loaded and warmed up, and not draining."""
     pod = _pod(request)
     if pod.accepting:
@@ -160,39 +221,62 @@ def readyz(request: Request) -> JSONResponse:
 
 
 @health.get("/metrics")
-def metrics(request: Request) -> Response:
-    return Response(generate_latest(_pod(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    # Collected on a thread of its own: a slow NVML read must not stall the event loop, and a
+    # scrape must not queue behind admissions on the shared thread pool.
+    executor: ThreadPoolExecutor = request.app.state.metrics_executor
+    registry = _pod(request).metrics.registry
+    text = await asyncio.get_running_loop().run_in_executor(executor, generate_latest, registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(pod: RuntimePod, *, load: bool = True) -> FastAPI:
     """The ASGI app; with ``load`` the models load in the background at start-up."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if load:
             threading.Thread(target=pod.load, name="load-models", daemon=True).start()
         yield
+        executor.shutdown(wait=False)
 
+    server = pod.settings.server
     app = FastAPI(title="avatar-runtime", version=__version__, lifespan=lifespan)
     app.state.pod = pod
+    app.state.metrics_executor = executor
+    app.state.long_polls = LongPolls(
+        limit=server.max_long_polls,
+        retry_seconds=server.long_poll_retry_seconds,
+        metrics=pod.metrics,
+    )
+    pod.metrics.track_finished(pod.board.finished)
+    app.add_middleware(RequestGuard, token=pod.token, settings=server, metrics=pod.metrics)
     app.include_router(jobs)
     app.include_router(health)
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(_body(exc.error), status_code=exc.status, headers=exc.headers)
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        return _answer(exc.status, exc.error, headers=exc.headers)
 
     @app.exception_handler(JobError)
-    async def _job_error(_: Request, exc: JobError) -> JSONResponse:
-        return JSONResponse(_body(exc), status_code=400)
+    async def _job_error(_: Request, exc: JobError) -> Response:
+        return _answer(400, exc)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        # Starlette's own answers (no such route, method not allowed), typed like the rest.
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        error = JobError(ErrorCode.INVALID_REQUEST, message)
+        return _answer(exc.status_code, error, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
         problem = exc.errors()[0]
         location = [str(p) for p in problem.get("loc", ()) if p != "body"]
         field = ".".join(location) or None
         message = f"{field}: {problem.get('msg')}" if field else str(problem.get("msg"))
         error = JobError(ErrorCode.INVALID_REQUEST, message, field=field)
-        return JSONResponse(_body(error), status_code=400)
+        return _answer(400, error)
 
     return app

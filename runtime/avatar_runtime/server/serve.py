@@ -3,19 +3,26 @@
 uvicorn serves the API; SIGTERM starts the pod's drain instead of stopping the
 server, so the operator can still read finished jobs and ``/readyz`` reports the
 drain, and the process exits 0 once the drain is over. A second SIGTERM or a
-SIGINT (Ctrl-C) stops at once.
+SIGINT (Ctrl-C) stops at once; open long polls are answered as the server stops,
+so they never hold its shutdown for their wait.
+
+uvicorn's own limits are set here from ``ServerSettings``: the headers' size
+(h11's buffer) and time (``server.connections``, which uvicorn lacks), the
+connections open at once, the keep-alive time.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from types import FrameType
 
 import uvicorn
 
 from avatar_runtime.server.app import create_app
+from avatar_runtime.server.connections import h11_protocol
 from avatar_runtime.service.pod import RuntimePod
 from avatar_runtime.settings import RuntimeSettings
 
@@ -46,6 +53,11 @@ class _DrainingServer(uvicorn.Server):
         finally:
             self.should_exit = True
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn waits for requests in progress; a long poll would hold it up to its wait.
+        self._pod.board.close()
+        await super().shutdown(sockets)
+
 
 def serve(settings: RuntimeSettings) -> int:
     pod = RuntimePod(settings)
@@ -54,6 +66,10 @@ def serve(settings: RuntimeSettings) -> int:
         create_app(pod),
         host=server.host,
         port=server.port,
+        http=h11_protocol(header_timeout_seconds=server.header_timeout_seconds),
+        h11_max_incomplete_event_size=server.max_header_bytes,
+        limit_concurrency=server.max_connections,
+        timeout_keep_alive=5,  # an idle kept-alive connection; the operator reuses its own
         log_config=None,  # our handlers (JSON lines with the job id), not uvicorn's
         timeout_graceful_shutdown=10,
     )

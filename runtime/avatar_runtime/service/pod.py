@@ -12,8 +12,6 @@ import logging
 import tempfile
 import threading
 import time
-import urllib.parse
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,9 +20,11 @@ from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.api.jobs import JobSpec
 from avatar_runtime.api.schemas import Capacity, EngineNames, JobOptions
 from avatar_runtime.engines import registry
-from avatar_runtime.inputs.urls import precheck
+from avatar_runtime.inputs import speech, urls
+from avatar_runtime.inputs import voice as voice_input
 from avatar_runtime.metrics import RuntimeMetrics
 from avatar_runtime.pipeline.runner import Pipeline
+from avatar_runtime.pipeline.workspace import Workspace
 from avatar_runtime.service.board import JobBoard
 from avatar_runtime.service.slots import Slots
 from avatar_runtime.settings import RuntimeSettings
@@ -65,6 +65,7 @@ class RuntimePod:
             slots=self.slot_count,
             queue_limit=server.queue_limit,
             retention_seconds=server.retention_seconds,
+            finished_budget_bytes=server.finished_budget_bytes,
         )
         self.metrics.track_board(
             slots=self.slot_count, busy=self.board.busy, queued=self.board.queued
@@ -74,6 +75,7 @@ class RuntimePod:
         self.failed: str | None = None  # why loading failed, for /healthz
         self.draining = False
         self.engines: EngineNames | None = None
+        self.workspace = Workspace(self.settings.work_dir)
         self._slots: Slots | None = None
 
     # -- start-up ----------------------------------------------------------------------
@@ -87,6 +89,9 @@ class RuntimePod:
             log.exception("loading the models failed")
 
     def _load(self) -> None:
+        # Its own corner of the work directory, after removing what killed pods left.
+        corner = self.workspace.open()
+        self.settings = self.settings.model_copy(update={"work_dir": corner})
         settings = self.settings.engines
         shared = registry.load(settings)
         for model, seconds in shared.load_seconds.items():
@@ -169,15 +174,45 @@ class RuntimePod:
         )
 
     def check_request(self, spec: JobSpec) -> None:
-        """Refuse, at admission, inputs that can never be fetched and outputs not allowed."""
+        """Refuse, at admission, every field that could never be used, each with its own code.
+
+        Every URL is parsed as the fetchers will parse it (UrlInvalid) and judged by
+        their rules (UrlSchemeNotAllowed, UrlTargetForbidden); the text must hold only
+        characters (TextInvalid), a voice's name only printable ones (VoiceUnknown);
+        the output must be allowed (``check_output``). So no string a client sends
+        can crash the request (hashing it, logging it), nor a fetch it was admitted for.
+        """
+        fetch = self.settings.fetch
         for what, source in (
             ("portrait", spec.portrait),
             ("audio", spec.audio),
             ("voice", spec.voice),
         ):
-            if source is not None and not (what == "voice" and "/" not in source):
-                precheck(source, settings=self.settings.fetch, what=what, field=f"inputs.{what}")
+            if source is None:
+                continue
+            if what == "voice" and not voice_input.is_sample(source):
+                voice_input.check_name(source, field="inputs.voice")
+            else:
+                urls.precheck(source, settings=fetch, what=what, field=f"inputs.{what}")
+        if spec.text is not None:
+            speech.check_text(spec.text, field="inputs.text")
         self.check_output(spec.output)
+        self.check_text_length(spec.text)
+
+    def check_text_length(self, text: str | None) -> None:
+        """Text over the limit is refused at admission (TextTooLong), not once a slot has it.
+
+        Counted as the pipeline counts it (after cleaning: whitespace collapsed, control
+        characters dropped), so admission refuses exactly what would fail later; text
+        with nothing to speak is left to the pipeline's own error.
+        """
+        if text is None:
+            return
+        try:
+            speech.clean_text(text, limits=self.settings.limits, field="inputs.text")
+        except JobError as error:
+            if error.code is ErrorCode.TEXT_TOO_LONG:
+                raise
 
     def check_engines(self, options: JobOptions) -> None:
         """A job that asks for an engine this pod does not run is refused, naming the option.
@@ -198,22 +233,24 @@ class RuntimePod:
                 )
 
     def check_output(self, output: str) -> None:
-        """Outputs go to an allowed URL scheme, or under the configured local root only."""
+        """Outputs go to an allowed URL scheme, or under the configured local root only.
+
+        The URL is parsed as the inputs' are (UrlInvalid for ``gs://[bucket/``, or a
+        ``%00`` in a ``file://`` path), and a local path is judged as storage will
+        decode it: ``%2E%2E`` must not slip past the root check.
+        """
         server = self.settings.server
-        scheme = urllib.parse.urlsplit(output).scheme.lower()
-        if len(scheme) > 1:
-            if scheme == "file":
-                # Decoded as storage decodes it: %2E%2E must not slip past the root check.
-                output = urllib.request.url2pathname(urllib.parse.urlsplit(output).path)
-            elif scheme in server.output_schemes:
+        named = urls.Source(url=output, what="output", field="output")
+        url = urls.parse(output, source=named)
+        if url.scheme != "file":
+            if url.scheme in server.output_schemes:
                 return
-            else:
-                allowed = ", ".join(sorted(server.output_schemes)) or "none"
-                raise JobError(
-                    ErrorCode.URL_SCHEME_NOT_ALLOWED,
-                    f"output scheme {scheme!r} is not allowed; allowed: {allowed}",
-                    field="output",
-                )
+            allowed = ", ".join(sorted(server.output_schemes)) or "none"
+            raise JobError(
+                ErrorCode.URL_SCHEME_NOT_ALLOWED,
+                f"output scheme {url.scheme!r} is not allowed; allowed: {allowed}",
+                field="output",
+            )
         root = server.local_output_root
         if root is None:
             raise JobError(
@@ -221,7 +258,12 @@ class RuntimePod:
                 "local outputs are not enabled on this pod; use a gs:// URL",
                 field="output",
             )
-        path = Path(output).resolve()
+        try:
+            path = Path(urls.local_path(url, source=named)).resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError before 3.13)
+            raise named.error(
+                ErrorCode.URL_INVALID, f"the path cannot be resolved: {urls.reason(exc)}"
+            ) from None
         if not path.is_relative_to(root.resolve()):
             raise JobError(
                 ErrorCode.URL_TARGET_FORBIDDEN,
@@ -245,4 +287,5 @@ class RuntimePod:
             self.board.wait_idle(30.0)
         if self._slots is not None:
             self._slots.stop()
+        self.workspace.close()
         log.info("drained")

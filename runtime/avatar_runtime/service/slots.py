@@ -58,7 +58,9 @@ class Slots:
 
         result = None
         try:
-            result = pipeline.run(record.spec, progress=progress, cancel=record.stop)
+            result = pipeline.run(
+                record.spec, job_id=record.id, progress=progress, cancel=record.stop
+            )
         except JobError as error:
             state = board.fail(record, error)
         except Exception as exc:  # a bug: fail the job, keep the slot

@@ -199,3 +199,79 @@ def iter_metrics(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             yield sample.name, sample.labels, sample.value
+
+
+def rss_bytes(runtime: Runtime) -> int:
+    """The runtime process's resident memory now (``VmRSS`` of ``/proc/<pid>/status``)."""
+    for line in Path(f"/proc/{runtime.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS line")
+
+
+@dataclass
+class RawAnswer:
+    """An HTTP/1.1 answer read off a raw socket: status line and headers parsed, body as is."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    closed: bool
+    """The server closed the connection after the answer."""
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def raw_request_head(
+    runtime: Runtime,
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    token: str | None = None,
+) -> bytes:
+    """A request's line and headers, to send on a socket as a client that httpx is not would."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {runtime.url.removeprefix('http://')}"]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def connect(runtime: Runtime, *, timeout: float = 10.0) -> socket.socket:
+    host, port = runtime.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=timeout)
+
+
+def read_answer(sock: socket.socket) -> RawAnswer:
+    """Read one answer (its Content-Length's worth of body), then whether the server closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before an answer: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    timeout = sock.gettimeout()
+    sock.settimeout(1.0)
+    try:
+        closed = sock.recv(1) == b""
+    except TimeoutError:
+        closed = False
+    except ConnectionResetError:
+        closed = True
+    finally:
+        sock.settimeout(timeout)
+    return RawAnswer(int(status_line.split()[1]), headers, body[:length], closed)

@@ -84,6 +84,7 @@ def test_sigterm_drains_then_exits_0(runtime: Runtime, portrait_png: Path) -> No
     assert ended["long"]["error"]["retriable"] is True
     assert [p.name for p in files_under(runtime.out / "short")] == [
         "captions.vtt",
+        "manifest.json",  # the job's record, written last
         "thumbnail.jpg",
         "video.mp4",
     ]

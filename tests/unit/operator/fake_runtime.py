@@ -46,7 +46,11 @@ Answer = httpx.Response | Exception
 
 @dataclass
 class FakeRuntime:
-    """Answers from scripts: each route pops its next answer (the last one repeats)."""
+    """Answers from scripts: each route pops its next answer (the last one repeats).
+
+    ``by_job`` answers a job's submission and reads by its id instead, for tests with
+    several jobs that must be told apart.
+    """
 
     reads: list[Answer] = field(default_factory=list)
     submits: list[Answer] = field(default_factory=list)
@@ -55,6 +59,7 @@ class FakeRuntime:
     )
     cancels: list[Answer] = field(default_factory=list)
     requests: list[httpx.Request] = field(default_factory=list)
+    by_job: dict[str, FakeRuntime] = field(default_factory=dict)
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self._handle)
@@ -62,6 +67,9 @@ class FakeRuntime:
     def _handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         path = request.url.path
+        job = _job_id(request)
+        if job in self.by_job:
+            return self.by_job[job]._handle(request)
         if path == "/v1/capacity":
             script = self.capacities
         elif path == "/v1/jobs" and request.method == "POST":
@@ -78,6 +86,14 @@ class FakeRuntime:
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+
+def _job_id(request: httpx.Request) -> str | None:
+    if request.url.path == "/v1/jobs" and request.method == "POST":
+        return str(json.loads(request.content)["id"])
+    if request.url.path.startswith("/v1/jobs/"):
+        return request.url.path.rsplit("/", 1)[1]
+    return None
 
 
 def status_answer(status: JobStatus, code: int = 200) -> httpx.Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from avatar_operator.attempts import Failed, Retry, Succeeded, backoff, outcome
+from avatar_operator.attempts import Failed, Retry, Succeeded, backoff, failed_send, outcome
 from avatar_operator.jobs import Phase
 from avatar_operator.settings import RetrySettings
 from avatar_operator.tracking import AttemptEnd, Ending
@@ -94,3 +94,26 @@ def test_retries_end_once_max_retries_further_attempts_are_spent() -> None:
     never = outcome(lost(), attempts=1, max_retries=0, retries=RETRIES)
     assert isinstance(never, Failed)
     assert never.error.code is ErrorCode.RUNTIME_LOST
+
+
+def test_a_pod_failing_on_a_submission_costs_an_attempt_with_backoff_until_they_are_spent() -> None:
+    """A video whose submission fails its pods (a 500 each time) is not sent round for
+    ever: each failure is an attempt, with the usual backoff, and then it fails."""
+    internal = error(ErrorCode.INTERNAL, retriable=True)
+    assert failed_send(internal, attempts=1, max_retries=2, retries=RETRIES) == Retry(
+        delay=10, error=internal
+    )
+    assert failed_send(internal, attempts=2, max_retries=2, retries=RETRIES) == Retry(
+        delay=20, error=internal
+    )
+    last = failed_send(internal, attempts=3, max_retries=2, retries=RETRIES)
+    assert isinstance(last, Failed)
+    assert last.error.code is ErrorCode.INTERNAL
+    assert "gave up after 3 attempts" in last.error.message
+
+
+def test_a_submission_refused_for_good_fails_at_once() -> None:
+    unauthorised = error(ErrorCode.UNAUTHORIZED, retriable=False)
+    assert failed_send(unauthorised, attempts=1, max_retries=3, retries=RETRIES) == Failed(
+        unauthorised
+    )

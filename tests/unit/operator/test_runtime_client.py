@@ -17,6 +17,9 @@ from avatar_operator.resource import AvatarVideoSpec, job_request
 from avatar_operator.runtime_client import (
     JobNotFoundError,
     JobRejectedError,
+    NoAnswerError,
+    PodBusyError,
+    PodFailedError,
     PodRefusedError,
     PodUnreachableError,
     RuntimeClient,
@@ -70,6 +73,14 @@ def test_no_token_sends_no_authorization_header() -> None:
     assert "Authorization" not in runtime.requests[0].headers
 
 
+@pytest.mark.parametrize("code", [401, 403, 429, 503])
+def test_a_full_draining_or_misconfigured_pod_refuses_for_now(code: int) -> None:
+    """Not the job's fault: no attempt is spent on it (a wrong token is the operator's)."""
+    runtime = FakeRuntime(submits=[httpx.Response(code, text="no")])
+    with pytest.raises(PodRefusedError):
+        call(runtime, lambda c: c.submit(BASE, job_request("uid-1", SPEC)))
+
+
 @pytest.mark.parametrize("code", [429, 503])
 def test_a_full_or_draining_pod_refuses_for_now_with_its_retry_after(code: int) -> None:
     body = error_body("PodFull", "all slots busy", retriable=True)
@@ -80,7 +91,7 @@ def test_a_full_or_draining_pod_refuses_for_now_with_its_retry_after(code: int) 
     assert refused.value.error.code is ErrorCode.POD_FULL
 
 
-@pytest.mark.parametrize("code", [400, 409, 422])
+@pytest.mark.parametrize("code", [400, 409, 413, 422])
 def test_a_wrong_job_is_rejected_with_the_runtimes_code(code: int) -> None:
     body = error_body("InvalidRequest", "text: too long", retriable=False)
     runtime = FakeRuntime(submits=[httpx.Response(code, json=body)])
@@ -109,20 +120,52 @@ def test_a_rejection_without_an_error_body_still_says_what_the_pod_answered() ->
     assert "Bad Request" in rejected.value.error.message
 
 
+@pytest.mark.parametrize("answer", [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow")])
+def test_a_pod_that_never_got_the_request_is_unreachable(answer: Exception) -> None:
+    runtime = FakeRuntime(submits=[answer])
+    with pytest.raises(PodUnreachableError) as raised:
+        call(runtime, lambda c: c.submit(BASE, job_request("uid-1", SPEC)))
+    assert not isinstance(raised.value, NoAnswerError)
+
+
 @pytest.mark.parametrize(
     "answer",
     [
-        httpx.Response(500, text="Internal Server Error"),
-        httpx.ConnectError("connection refused"),
         httpx.ReadTimeout("timed out"),
+        httpx.RemoteProtocolError("closed mid-answer"),
+        httpx.Response(202, text="not a status"),
     ],
 )
-def test_a_pod_that_fails_or_does_not_answer_is_unreachable(
+def test_a_submission_whose_answer_was_lost_may_have_been_taken(
     answer: httpx.Response | Exception,
 ) -> None:
     runtime = FakeRuntime(submits=[answer])
-    with pytest.raises(PodUnreachableError):
+    with pytest.raises(NoAnswerError):
         call(runtime, lambda c: c.submit(BASE, job_request("uid-1", SPEC)))
+
+
+def test_a_pod_failing_on_a_job_says_so_with_its_own_code() -> None:
+    body = error_body("InternalError", "TypeError: boom", retriable=True)
+    runtime = FakeRuntime(submits=[httpx.Response(500, json=body)])
+    with pytest.raises(PodFailedError) as failed:
+        call(runtime, lambda c: c.submit(BASE, job_request("uid-1", SPEC)))
+    assert failed.value.status == 500
+    assert failed.value.error.code is ErrorCode.INTERNAL
+    assert failed.value.error.message == "TypeError: boom"
+
+
+@pytest.mark.parametrize(
+    "answer", [httpx.Response(500, text="Internal Server Error"), httpx.Response(404)]
+)
+def test_a_failure_without_the_apis_error_body_is_a_dispatch_failure(
+    answer: httpx.Response,
+) -> None:
+    runtime = FakeRuntime(submits=[answer])
+    with pytest.raises(PodFailedError) as failed:
+        call(runtime, lambda c: c.submit(BASE, job_request("uid-1", SPEC)))
+    assert failed.value.error.code is ErrorCode.DISPATCH_FAILED
+    assert failed.value.error.retriable
+    assert str(answer.status_code) in failed.value.error.message
 
 
 def test_a_long_poll_asks_the_pod_to_wait_and_waits_longer_itself() -> None:
@@ -132,6 +175,15 @@ def test_a_long_poll_asks_the_pod_to_wait_and_waits_longer_itself() -> None:
     (request,) = runtime.requests
     assert request.url.params["wait"] == "2"
     assert request.extensions["timeout"]["read"] == 7.0  # its own 5 s beyond the 2 s wait
+
+
+def test_a_pod_whose_long_polls_are_full_is_busy_not_gone() -> None:
+    body = error_body("TooManyLongPolls", "256 long polls are open", retriable=True)
+    runtime = FakeRuntime(reads=[httpx.Response(429, json=body, headers={"Retry-After": "1"})])
+    with pytest.raises(PodBusyError) as busy:
+        call(runtime, lambda c: c.read(BASE, "uid-1", wait=2.0))
+    assert busy.value.retry_after == 1.0
+    assert not isinstance(busy.value, PodUnreachableError)
 
 
 def test_a_job_the_pod_does_not_know_is_not_found() -> None:

@@ -105,6 +105,19 @@ def test_a_pod_back_after_a_blink_keeps_its_job() -> None:
     assert end.ending is Ending.FINISHED
 
 
+def test_a_pod_too_busy_for_another_long_poll_keeps_its_job_however_long_it_is_busy() -> None:
+    busy = httpx.Response(
+        429,
+        json={"error": {"code": "TooManyLongPolls", "message": "full", "retriable": True}},
+        headers={"Retry-After": "0.05"},
+    )
+    done = status_answer(job_status("uid-1", JobState.SUCCEEDED))
+    reads: list[httpx.Response | Exception] = [*([busy] * 10), done]
+    end, _, took = follow(FakeRuntime(reads=reads), registry=known("rt-1"))
+    assert end.ending is Ending.FINISHED
+    assert took > FAST.pod_lost_seconds  # busy for longer than a silent pod would be allowed
+
+
 def test_a_deleted_pod_that_no_longer_answers_is_lost_at_once() -> None:
     refused = httpx.ConnectError("connection refused")
     end, _, took = follow(FakeRuntime(reads=[refused]), registry=known("rt-1", deleting=True))

@@ -27,6 +27,13 @@ from avatar_runtime.inputs.fetching import fetch_bytes
 from avatar_runtime.settings import FetchSettings
 from tests.unit.runtime.inputs.test_fetching import MB, PNG
 
+_JUNK_LOCATIONS = [
+    "https://[::1/x.png",
+    "https://[zz]/x.png",
+    "https://h:99999/x",
+    "https://[::1]junk/",
+]
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -86,6 +93,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._redirect("file:///etc/hostname")
             elif path == "/to-metadata":
                 self._redirect("https://169.254.169.254/computeMetadata/v1/")
+            elif path == "/to-metadata-as-a-number":
+                self._redirect("https://2852039166/computeMetadata/v1/")
+            elif path.startswith("/to-junk/"):  # /to-junk/<n>: the n-th malformed Location
+                self._redirect(_JUNK_LOCATIONS[int(path.rsplit("/", 1)[1])])
             else:
                 self._send(500, b"unknown route")
         except (OSError, ssl.SSLError):
@@ -285,6 +296,45 @@ def test_redirect_to_the_metadata_server_is_refused_before_connecting(
     assert excinfo.value.code == ErrorCode.URL_TARGET_FORBIDDEN
     assert "169.254.169.254" in excinfo.value.message
     assert "169.254.169.254" not in connections
+    assert set(connections) == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize("junk", range(len(_JUNK_LOCATIONS)))
+def test_a_redirect_to_a_malformed_url_fails_the_download_not_the_job_code(
+    server: Server, junk: int
+) -> None:
+    """The server's Location is at fault, not the job's URL: DownloadFailed, never a crash."""
+    with pytest.raises(JobError) as excinfo:
+        fetch_bytes(
+            server.url(f"/to-junk/{junk}"), settings=server.settings(), max_bytes=MB, what="p"
+        )
+    assert excinfo.value.code == ErrorCode.DOWNLOAD_FAILED
+    assert not excinfo.value.retriable
+    assert "redirected to an invalid URL" in excinfo.value.message
+
+
+def test_a_redirect_to_a_numeric_spelling_of_the_metadata_server_is_refused(
+    server: Server,
+    fake_dns: dict[str, int],
+    connections: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """2852039166 is 169.254.169.254 to the resolver; the hop is checked as it resolves."""
+    real_policy = urls.address_forbidden
+    monkeypatch.setattr(
+        urls,
+        "address_forbidden",
+        lambda address: str(address) != "127.0.0.1" and real_policy(address),
+    )
+    with pytest.raises(JobError) as excinfo:
+        fetch_bytes(
+            server.url("/to-metadata-as-a-number", host="public.test"),
+            settings=server.settings(allow_private_networks=False),
+            max_bytes=MB,
+            what="portrait",
+        )
+    assert excinfo.value.code == ErrorCode.URL_TARGET_FORBIDDEN
+    assert "resolves to 169.254.169.254" in excinfo.value.message
     assert set(connections) == {"127.0.0.1"}
 
 

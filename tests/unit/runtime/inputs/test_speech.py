@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pytest
 
 from avatar_runtime.api.errors import ErrorCode, JobError
-from avatar_runtime.inputs.speech import clean_text, decode_audio
+from avatar_runtime.inputs.speech import check_text, clean_text, decode_audio
 from avatar_runtime.settings import Limits
 
 LIMITS = Limits()
@@ -66,6 +66,34 @@ def test_nothing_to_speak(text: str) -> None:
         clean_text(text, limits=LIMITS)
     assert excinfo.value.code == ErrorCode.TEXT_EMPTY
     assert excinfo.value.field == "text"
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("Hi \ud800 there", "U+D800 (a lone UTF-16 surrogate) at character 4"),
+        ("Hi \udfff", "U+DFFF (a lone UTF-16 surrogate) at character 4"),
+        ("\ufeffHi\ufffe", "U+FFFE (a Unicode non-character) at character 4"),
+        ("Hi \uffff", "U+FFFF (a Unicode non-character)"),
+        ("Hi \ufdd0", "U+FDD0 (a Unicode non-character)"),
+        ("Hi \U0010ffff", "U+10FFFF (a Unicode non-character)"),
+    ],
+)
+def test_broken_text_is_refused_not_spoken_around(text: str, said: str) -> None:
+    """Cleaning would silently drop these; the user should learn their text broke on the way."""
+    with pytest.raises(JobError) as checked:
+        check_text(text, field="inputs.text")  # at admission
+    with pytest.raises(JobError) as cleaned:
+        clean_text(text, limits=LIMITS, field="inputs.text")  # in the pipeline (the CLI's way)
+    for error in (checked.value, cleaned.value):
+        assert (error.code, error.field) == (ErrorCode.TEXT_INVALID, "inputs.text")
+        assert said in error.message
+        error.message.encode()  # the message itself is valid text
+
+
+def test_control_characters_in_text_are_cleaned_not_refused() -> None:
+    check_text("Line one.\n\tLine two.\x00\x1b", field="inputs.text")
+    assert clean_text("Line one.\n\tLine two.\x00", limits=LIMITS) == "Line one. Line two."
 
 
 def test_text_too_long_gives_both_numbers() -> None:

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from avatar_runtime.api.errors import ErrorCode, JobError
-from avatar_runtime.inputs.voice import VOICE_RATE, decode_voice, is_sample, sound_seconds
+from avatar_runtime.inputs.voice import (
+    VOICE_RATE,
+    check_name,
+    decode_voice,
+    is_sample,
+    sound_seconds,
+)
 from avatar_runtime.settings import Limits
 from tests.unit.runtime.inputs.test_speech import _encode, _sine
 
@@ -78,3 +84,19 @@ def test_urls_and_paths_are_samples_anything_else_a_voice_name() -> None:
     assert is_sample("gs://b/voice.wav")
     assert is_sample("/data/voice.wav")
     assert not is_sample("Claribel Dervla")
+
+
+@pytest.mark.parametrize(
+    "name", ["Claribel\x00Dervla", "Claribel\tDervla", "Ana \ud800", "Ana\x85"]
+)
+def test_a_voice_name_with_control_characters_names_no_voice(name: str) -> None:
+    with pytest.raises(JobError) as excinfo:
+        check_name(name, field="inputs.voice")
+    assert (excinfo.value.code, excinfo.value.field) == (ErrorCode.VOICE_UNKNOWN, "inputs.voice")
+    assert "a voice name cannot hold U+" in excinfo.value.message
+    excinfo.value.message.encode()
+
+
+def test_ordinary_voice_names_pass() -> None:
+    for name in ("Claribel Dervla", "Ana Florence", "en_US-amy", "Zoë"):
+        check_name(name, field="inputs.voice")

@@ -15,22 +15,6 @@ from avatar_runtime.pipeline.storage import OutputTarget, scratch_dir
 
 
 @pytest.fixture
-def outputs(tmp_path: Path) -> dict[str, Path]:
-    """Three local temp files, as the encoder leaves them."""
-    work = tmp_path / "work"
-    work.mkdir()
-    files = {
-        "video": work / "out.mp4",
-        "thumbnail": work / "thumb.jpg",
-        "captions": work / "captions.vtt",
-    }
-    files["video"].write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"v" * 3_000_000)
-    files["thumbnail"].write_bytes(b"\xff\xd8\xff" + b"j" * 1000)
-    files["captions"].write_text("WEBVTT\n\n00:00.000 --> 00:01.000\nHello\n")
-    return files
-
-
-@pytest.fixture
 def memory_prefix() -> Iterator[str]:
     root = f"storage-test-{uuid.uuid4().hex}"
     yield f"memory://{root}"

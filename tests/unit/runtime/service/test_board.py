@@ -1,20 +1,27 @@
-"""The job board: admission, idempotency, the queue, stops, draining and retention.
+"""The job board: admission, idempotency, the queue, stops, draining, long polls, retention
+and the byte budget of finished jobs.
 
-Everything runs in memory; threads appear only where blocking is the behaviour
-under test, and each is joined with a timeout so a hang fails instead of stalling.
+Everything runs in memory, with a clock moved by hand; threads appear only where a slot
+thread's part is under test, and each is joined with a timeout (long polls, on an event
+loop, with ``asyncio.wait_for``) so a hang fails instead of stalling.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.api.jobs import JobResult
 from avatar_runtime.api.schemas import JobRequest, JobState, JobStatus
 from avatar_runtime.service.board import Admission, JobBoard, JobRecord
 from tests.unit.runtime.factories import job_result
+
+T = TypeVar("T")
 
 
 class FakeClock:
@@ -47,12 +54,14 @@ def _board(
     slots: int = 1,
     queue_limit: int = 4,
     retention: float = 3600.0,
+    budget: int = 32 * 1024 * 1024,
     clock: FakeClock | None = None,
 ) -> JobBoard:
     return JobBoard(
         slots=slots,
         queue_limit=queue_limit,
         retention_seconds=retention,
+        finished_budget_bytes=budget,
         clock=clock or FakeClock(),
     )
 
@@ -356,15 +365,8 @@ def test_wait_idle_returns_when_the_last_job_finishes() -> None:
 # -- long polls ------------------------------------------------------------------------
 
 
-def _wait_in_thread(
-    board: JobBoard, job_id: str, timeout: float
-) -> tuple[threading.Thread, list[JobStatus | None]]:
-    answers: list[JobStatus | None] = []
-    thread = threading.Thread(
-        target=lambda: answers.append(board.wait_finished(job_id, timeout)), daemon=True
-    )
-    thread.start()
-    return thread, answers
+def _run(scenario: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(scenario, 10.0))  # a hang fails instead of stalling
 
 
 def test_wait_finished_returns_when_another_thread_finishes_the_job() -> None:
@@ -372,16 +374,18 @@ def test_wait_finished_returns_when_another_thread_finishes_the_job() -> None:
     board = _board()
     _submit(board, "a")
     record = _take(board)
-    thread, answers = _wait_in_thread(board, "a", 30.0)
-    thread.join(0.05)
-    assert thread.is_alive(), "wait_finished() returned while the job still runs"
-    board.progress(record, "render", 0.5)  # a change that is not the end wakes no one up
-    thread.join(0.05)
-    assert thread.is_alive()
-    board.succeed(record, _result())
-    thread.join(2.0)
-    assert not thread.is_alive()
-    [status] = answers
+
+    async def scenario() -> JobStatus | None:
+        waiting = asyncio.ensure_future(board.wait_finished("a", 30.0))
+        await asyncio.sleep(0.05)
+        assert not waiting.done(), "wait_finished() returned while the job still runs"
+        board.progress(record, "render", 0.5)  # a change that is not the end wakes no one up
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        threading.Thread(target=board.succeed, args=(record, _result())).start()  # a slot
+        return await waiting
+
+    status = _run(scenario())
     assert status is not None
     assert status.state is JobState.SUCCEEDED
 
@@ -390,7 +394,7 @@ def test_wait_finished_answers_with_the_current_status_after_the_timeout() -> No
     board = _board()
     _submit(board, "a")
     started = time.monotonic()
-    status = board.wait_finished("a", 0.1)
+    status = _run(board.wait_finished("a", 0.1))
     assert 0.1 <= time.monotonic() - started < 2.0
     assert status is not None
     assert (status.state, status.queue_position) == (JobState.QUEUED, 0)
@@ -401,28 +405,73 @@ def test_wait_finished_answers_at_once_for_finished_and_unknown_jobs() -> None:
     _submit(board, "a")
     board.cancel("a")
     started = time.monotonic()
-    status = board.wait_finished("a", 30.0)
+    status = _run(board.wait_finished("a", 30.0))
     assert status is not None
     assert status.state is JobState.CANCELLED
-    assert board.wait_finished("unknown", 30.0) is None
+    assert _run(board.wait_finished("unknown", 30.0)) is None
     assert time.monotonic() - started < 1.0
 
 
 def test_close_releases_a_long_poll() -> None:
-    """A pod shutting down must not hold HTTP threads until their wait runs out."""
+    """A pod shutting down must not hold long polls until their wait runs out."""
     board = _board()
     _submit(board, "a")
-    thread, answers = _wait_in_thread(board, "a", 30.0)
-    thread.join(0.05)
-    board.close()
-    thread.join(2.0)
-    assert not thread.is_alive()
-    [status] = answers
+
+    async def scenario() -> JobStatus | None:
+        waiting = asyncio.ensure_future(board.wait_finished("a", 30.0))
+        await asyncio.sleep(0.05)
+        board.close()
+        return await waiting
+
+    status = _run(scenario())
     assert status is not None
     assert status.state is JobState.QUEUED
 
 
-# -- retention -------------------------------------------------------------------------
+def test_hundreds_of_long_polls_hold_no_thread_and_one_end_wakes_them_all() -> None:
+    """Long polls wait on the event loop: the thread pool stays free for everything else."""
+    board = _board()
+    _submit(board, "a")
+    record = _take(board)
+    threads = threading.active_count()
+
+    async def scenario() -> list[JobStatus | None]:
+        waits = [asyncio.ensure_future(board.wait_finished("a", 30.0)) for _ in range(500)]
+        await asyncio.sleep(0.05)
+        assert threading.active_count() == threads
+        assert not any(w.done() for w in waits)
+        # The board is not locked while they wait: a slot thread reads and finishes at once.
+        slot = threading.Thread(target=board.succeed, args=(record, _result()))
+        slot.start()
+        slot.join(1.0)
+        assert not slot.is_alive()
+        return await asyncio.gather(*waits)
+
+    answers = _run(scenario())
+    assert {a.state if a else None for a in answers} == {JobState.SUCCEEDED}
+
+
+def test_a_long_poll_that_is_cancelled_leaves_nothing_behind() -> None:
+    """A client that hangs up must not leave a waiter on the job for its whole life."""
+    board = _board()
+    _submit(board, "a")
+    record = _take(board)
+
+    async def scenario() -> None:
+        waiting = asyncio.ensure_future(board.wait_finished("a", 30.0))
+        await asyncio.sleep(0.01)
+        assert len(record.waiters) == 1
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await board.wait_finished("a", 0.01)  # and one that timed out
+        assert record.waiters == []
+
+    _run(scenario())
+    board.succeed(record, _result())  # nobody is told: no loop is called after it closed
+
+
+# -- retention ------------------------------------------------------------------------
 
 
 def test_finished_jobs_disappear_after_the_retention_time() -> None:
@@ -438,6 +487,19 @@ def test_finished_jobs_disappear_after_the_retention_time() -> None:
     assert board.submit(_request("a", text="a new body"))[0] is Admission.CREATED
 
 
+def test_retention_forgets_jobs_in_the_order_they_finished() -> None:
+    clock = FakeClock()
+    board = _board(retention=60.0, clock=clock)
+    for job_id in ("first", "second"):
+        _submit(board, job_id)
+        board.succeed(_take(board), _result())
+        clock.now += 30.0
+    clock.now += 1.0  # first finished 61 s ago, second 31 s ago
+    assert board.status("first") is None
+    assert _status(board, "second").state is JobState.SUCCEEDED
+    assert board.finished()[0] == 1
+
+
 def test_unfinished_jobs_never_expire() -> None:
     clock = FakeClock()
     board = _board(retention=1.0, clock=clock)
@@ -447,6 +509,71 @@ def test_unfinished_jobs_never_expire() -> None:
     clock.now += 10_000.0
     assert _status(board, "running").state is JobState.RUNNING
     assert _status(board, "queued").state is JobState.QUEUED
+
+
+def _finish_one(board: JobBoard, job_id: str, text: str = "hi") -> int:
+    """Run a job to success; the bytes the board charges for it."""
+    before = board.finished()[1]
+    _submit(board, job_id, text)
+    board.succeed(_take(board), _result())
+    return board.finished()[1] - before
+
+
+def test_a_finished_job_keeps_only_what_its_status_needs() -> None:
+    """A 5,000-character text is dropped when the job ends: it costs what a short one does."""
+    board = _board()
+    short = _finish_one(board, "short")
+    long = _finish_one(board, "long.", text="x" * 5000)  # ids of one length: statuses alike
+    assert long == short < 5000
+    status = _status(board, "long.")
+    assert status.outputs is not None  # what the operator collects is all there
+    assert status.finished_at is not None
+
+
+def test_over_the_byte_budget_the_oldest_finished_jobs_are_forgotten_first() -> None:
+    size = _finish_one(_board(), "job-0")
+    clock = FakeClock()
+    board = _board(clock=clock, budget=3 * size)
+    for i in range(5):
+        _finish_one(board, f"job-{i}")
+        clock.now += 1.0
+    kept, charged = board.finished()
+    assert (kept, charged) == (3, 3 * size)
+    assert [board.status(f"job-{i}") is not None for i in range(5)] == [False, False] + [True] * 3
+
+
+def test_the_budget_never_forgets_a_queued_or_running_job() -> None:
+    board = _board(budget=1)  # smaller than any finished job
+    _submit(board, "running")
+    running = _take(board)
+    _submit(board, "queued")
+    board.succeed(running, _result())
+    assert board.status("running") is None  # finished, and over the budget at once
+    assert _status(board, "queued").state is JobState.QUEUED
+    assert board.finished() == (0, 0)
+
+
+def test_a_finished_job_resubmitted_with_the_same_body_is_answered_never_run_again() -> None:
+    """Idempotency holds for finished jobs: the fingerprint is kept when the inputs go."""
+    board = _board()
+    text = "A long text. " * 300
+    _finish_one(board, "a", text)
+    admission, status = board.submit(_request("a", text))
+    assert admission is Admission.EXISTING
+    assert status is not None
+    assert status.state is JobState.SUCCEEDED
+    assert board.queued() == 0
+    assert board.submit(_request("a", "another text"))[0] is Admission.CONFLICT
+
+
+def test_a_retry_replaces_the_finished_record_of_its_failed_attempt() -> None:
+    board = _board()
+    _submit(board, "flaky")
+    board.fail(_take(board), JobError(ErrorCode.DOWNLOAD_FAILED, "HTTP 503"))
+    assert board.finished()[0] == 1
+    assert board.submit(_request("flaky"))[0] is Admission.CREATED
+    assert board.finished() == (0, 0)
+    assert _status(board, "flaky").state is JobState.QUEUED
 
 
 # -- retry_after -----------------------------------------------------------------------
