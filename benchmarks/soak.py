@@ -13,7 +13,7 @@ them (a portrait with no face, a recording that does not exist), while:
   replaces it as a ReplicaSet does);
 - the operator is SIGKILLed and started again every ``--operator-restart-every``
   seconds (the process the soak started, by its pid);
-- ``kubectl get avatarvideos -A`` is asked every two seconds.
+- ``kubectl get av -A`` is asked every two seconds.
 
 Then, once every resource has ended or ``--settle`` seconds have passed, it checks:
 every resource ended (Succeeded, or Failed with a code; each poison one Failed with
@@ -206,7 +206,7 @@ class _Run:
     def kubectl_loop(self) -> None:
         while not self.stop.wait(2.0):
             began = time.monotonic()
-            done = self.system.kubectl("get", "avatarvideos", "-A", check=False)
+            done = self.system.kubectl("get", "av", "-A", check=False)  # the short name
             took = time.monotonic() - began
             self.chaos.kubectl_slowest_seconds = max(self.chaos.kubectl_slowest_seconds, took)
             if done.returncode == 0:
