@@ -18,7 +18,7 @@ import pytest
 
 from avatar_devcluster.waiting import wait_until
 from tests.system.conftest import _system
-from tests.system.system import LONG_TEXT, System
+from tests.system.system import VERY_LONG_TEXT, System
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +36,23 @@ def test_a_video_finished_on_a_pod_that_died_unread_is_not_rendered_again(
     two_pods: System,
 ) -> None:
     system = two_pods
-    system.apply(system.video("unread", text=LONG_TEXT))
-    status = wait_until(
-        lambda: (
-            (s := system.get("unread").get("status") or {}).get("phase") == "Running"
-            and s.get("stage") not in (None, "dispatched")
-            and s
-        ),
+    system.apply(system.video("unread", text=VERY_LONG_TEXT))  # renders for seconds
+    uid = system.get("unread")["metadata"]["uid"]
+
+    def taken() -> dict[str, Any] | None:
+        """The pod that has the job (its own API says so), before it can have finished."""
+        status = system.get("unread").get("status") or {}
+        if status.get("phase") != "Running" or not status.get("runtimePod"):
+            return None
+        pod = system.pod_named(status["runtimePod"])
+        with system.runtime(pod) as client:
+            return pod if client.get(f"/v1/jobs/{uid}").status_code == 200 else None
+
+    first: dict[str, Any] = wait_until(
+        taken,
         timeout=60,
-        what="unread rendering",
+        what=lambda: f"a pod to take the job; now: {system.get('unread').get('status')}",
     )
-    first = system.pod_named(status["runtimePod"])
     system.operator.kill()  # nobody reads the result
 
     out = system.local("gs://demo/out/default/unread/")
