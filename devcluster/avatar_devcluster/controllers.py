@@ -3,11 +3,16 @@
 Simpler than Kubernetes' (no ReplicaSets, no rolling updates: pods are owned by
 the Deployment directly and a template change applies to new pods only), but
 what the operator relies on behaves the same: scaling up creates pods from the
-template, scaling down deletes the newest, and ``status`` counts ready replicas.
+template, and ``status`` counts ready replicas. Scaling down picks the pods to delete
+as the ReplicaSet controller ranks them (``deletion_rank``): pending before running,
+not ready before ready, the lowest ``controller.kubernetes.io/pod-deletion-cost``
+first, then the newest; so a scaler that marks its victims with a low cost gets
+exactly those removed.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -29,6 +34,31 @@ def pod_ready(pod: Obj) -> bool:
     """The pod's Ready condition is True (what kubectl's READY column and Deployments count)."""
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+_PHASE_ORDER = {"Pending": 0, "Unknown": 1, "Running": 2}
+
+
+def deletion_rank(pod: Obj) -> tuple[int, int, int, float]:
+    """Lower goes first, as client-go's ``ActivePodsWithRanks`` orders a scale-down.
+
+    Pending < Unknown < Running, then not ready < ready, then the lower deletion cost,
+    then the newer pod (of the real order, node placement and restart counts do not
+    apply here: there are no nodes, and containers are not restarted).
+    """
+    phase = (pod.get("status") or {}).get("phase") or "Pending"
+    annotations = pod["metadata"].get("annotations") or {}
+    try:
+        cost = int(annotations.get(DELETION_COST, 0))
+    except (TypeError, ValueError):
+        cost = 0  # the API server refuses such a value on a real cluster
+    created = str(pod["metadata"].get("creationTimestamp") or "")
+    try:
+        age = dt.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        age = 0.0
+    return (_PHASE_ORDER.get(phase, 0), int(pod_ready(pod)), cost, -age)
 
 
 class Deployments:
@@ -79,12 +109,12 @@ class Deployments:
             for _ in range(want - len(pods)):
                 self.cluster.create(pods_rt, self._pod(deployment), namespace)
         elif len(pods) > want:
-            newest = sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)
-            for pod in newest[: len(pods) - want]:
+            ranked = sorted(pods, key=deletion_rank)
+            for pod in ranked[: len(pods) - want]:
                 name = pod["metadata"]["name"]
                 self.cluster.delete(Target(rt=pods_rt, namespace=namespace, name=name,
                                            subresource=""))  # fmt: skip
-            pods = newest[len(pods) - want :]
+            pods = ranked[len(pods) - want :]
         ready = sum(pod_ready(p) for p in pods)
         status = {
             "observedGeneration": meta.get("generation", 1),

@@ -5,9 +5,12 @@ first container's command and args as a process on this machine, with the
 container's env (values, downward-API ``fieldRef``, Secret and ConfigMap keys)
 and ``$(VAR)`` expansion as Kubernetes does. Each pod gets its own loopback
 address (127.0.x.y) as ``status.podIP``, so replicas listen on the same port
-side by side, as on GKE. Readiness comes from the container's HTTP readiness
-probe, the phase from the process; deleting the pod sends SIGTERM, then SIGKILL
-after the grace period, and the object goes once the process has ended.
+side by side, as on GKE; an address where one of the container's ports is taken
+already (another dev cluster on the same machine, a benchmark's stand-in pods) is
+skipped, as no pod IP of a real cluster is ever in use twice. Readiness comes from
+the container's HTTP readiness probe, the phase from the process; deleting the pod
+sends SIGTERM, then SIGKILL after the grace period, and the object goes once the
+process has ended.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,17 @@ _PROBE_SECONDS = 0.5
 def wants_process(pod: Obj) -> bool:
     annotations = pod.get("metadata", {}).get("annotations") or {}
     return str(annotations.get(ANNOTATION, "")).lower() == "true"
+
+
+def _free(address: str, port: int) -> bool:
+    """Whether nothing listens on ``address:port`` yet (a bind there would succeed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
 
 
 def expand(text: str, env: dict[str, str]) -> str:
@@ -97,11 +112,17 @@ class Kubelet:
 
     # -- starting ---------------------------------------------------------------------------
 
-    def _address(self, key: Key) -> str:
+    def _address(self, key: Key, ports: list[int]) -> str:
+        """The pod's loopback address: the next one where none of its ports is taken."""
         if key not in self._addresses:
-            n = self._next_address
-            self._next_address += 1
-            self._addresses[key] = f"127.0.{n // 250}.{n % 250 + 1}"
+            for _ in range(1000):
+                n = self._next_address
+                self._next_address += 1
+                address = f"127.0.{n // 250}.{n % 250 + 1}"
+                if all(_free(address, port) for port in ports):
+                    break
+                log.info("pod %s/%s: %s has a port taken, skipping it", key[2], key[3], address)
+            self._addresses[key] = address
         return self._addresses[key]
 
     def _env(self, pod: Obj, container: Obj, address: str) -> dict[str, str]:
@@ -144,7 +165,9 @@ class Kubelet:
         if not containers:
             return
         container = containers[0]
-        address = self._address(key)
+        ports = [int(p["containerPort"]) for p in container.get("ports") or []
+                 if str(p.get("containerPort", "")).isdigit()]  # fmt: skip
+        address = self._address(key, ports)
         env = self._env(pod, container, address)
         argv = [expand(str(a), env) for a in (container.get("command") or [])]
         argv += [expand(str(a), env) for a in (container.get("args") or [])]

@@ -2,8 +2,9 @@
 
 ``LocalSystem`` starts the dev cluster (a process of its own), the CRDs from
 ``crds/`` and the runtime token Secret; its caller then creates runtime
-Deployments (their pods are real ``avatar-runtime serve`` processes that the dev
-cluster starts, labelled as on GKE) and starts the operator (a real ``kopf run``
+Deployments or runtime pools (their pods are real ``avatar-runtime serve`` processes
+that the dev cluster starts, labelled as on GKE; a pool's Deployment is the operator's
+to create and size) and starts the operator (a real ``kopf run``
 process), in the order it needs: the benchmark starts the operator only once the
 pods are ready, the demo while they load their models. Each caller's needs are
 options: CPU pinning (the benchmark measures the operator alone on one core),
@@ -54,6 +55,9 @@ _COLLECTIONS = {
     "CustomResourceDefinition": "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
     "Secret": "/api/v1/namespaces/{namespace}/secrets",
     "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments",
+    settings.POOL_KIND: (
+        f"/apis/{settings.GROUP}/{settings.VERSION}/namespaces/{{namespace}}/{settings.POOL_PLURAL}"
+    ),
 }
 
 
@@ -254,7 +258,7 @@ class LocalSystem:
         return self._api
 
     def create(self, *manifests: Mapping[str, Any]) -> None:
-        """Create CRDs, Secrets or Deployments (``stack.build_runtime_deployment``'s)."""
+        """Create CRDs, Secrets, Deployments or AvatarRuntimePools (``stack``'s)."""
         for manifest in manifests:
             namespace = manifest["metadata"].get("namespace", "default")
             path = _COLLECTIONS[manifest["kind"]].format(namespace=namespace)

@@ -3,8 +3,11 @@
 The local Kubernetes API stands in for GKE; runtime pods are real
 ``avatar-runtime serve`` processes that the dev cluster starts from a
 Deployment, labelled so the operator finds them as on GKE; the operator is a
-real ``kopf run`` process. What differs from GKE is said here, in one place:
-the pods run on loopback addresses, and ``gs://`` is a local directory.
+real ``kopf run`` process. A runtime pool (``build_runtime_pool``) is the same pods
+with the operator running and sizing their Deployment, as on GKE; a bare Deployment
+(``build_runtime_deployment``) is pods the operator only dispatches to. What differs
+from GKE is said here, in one place: the pods run on loopback addresses as local
+processes (no GPU, so no GPU placement), and ``gs://`` is a local directory.
 
 Pure functions (``build_*``) returning plain data: callers serialise them, or
 change them before applying (the operator benchmark swaps the runtime's
@@ -38,6 +41,58 @@ def build_token_secret(token: str, *, namespace: str = "default") -> dict[str, A
     }
 
 
+def _local_env(buckets: Path, env: Mapping[str, str] | None) -> dict[str, str]:
+    return {
+        # No GCS here: gs://BUCKET/OBJECT is BUCKETS_DIR/BUCKET/OBJECT on this machine.
+        "AVATAR_RUNTIME_STORAGE__LOCAL_BUCKETS": str(buckets),
+        # Each pod process may use one core: several share this machine's few.
+        "AVATAR_RUNTIME_ENGINES__CPU_THREADS": "1",
+        "AVATAR_RUNTIME_VIDEO__ENCODER_THREADS": "1",
+        **(env or {}),
+    }
+
+
+def build_runtime_pool(
+    *,
+    buckets: Path,
+    name: str = "default",
+    min_replicas: int = 0,
+    max_replicas: int = 2,
+    slots: int = 1,
+    namespace: str = "default",
+    env: Mapping[str, str] | None = None,
+    scaling: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """An AvatarRuntimePool whose pods the dev cluster runs as local processes.
+
+    The operator builds its Deployment (``avatar_operator.pools.deployments``); what this
+    adds is the local part: the process annotation, the virtualenv's ``avatar-runtime``,
+    CPU pods with the embedded engines, local buckets. ``scaling`` holds more of the
+    spec's scaling fields (``targetQueueWaitSeconds``, ``scaleDownDelaySeconds``,
+    ``idleBeforeZeroSeconds``), e.g. short windows for tests.
+    """
+    variables = [{"name": k, "value": v} for k, v in _local_env(buckets, env).items()]
+    return {
+        "apiVersion": f"{settings.GROUP}/{settings.VERSION}",
+        "kind": settings.POOL_KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "image": "avatar-runtime:cpu",
+            "engines": {"tts": "piper", "renderer": "embedded"},
+            "gpu": {"count": 0},
+            "minReplicas": min_replicas,
+            "maxReplicas": max_replicas,
+            "slotsPerPod": slots,
+            **(scaling or {}),
+            "podTemplate": {
+                "annotations": {"devcluster.avatar.dev/process": "true"},
+                "command": [_bin("avatar-runtime"), "serve"],
+                "env": variables,
+            },
+        },
+    }
+
+
 def build_runtime_deployment(
     *,
     buckets: Path,
@@ -55,13 +110,8 @@ def build_runtime_deployment(
             "name": "AVATAR_RUNTIME_SERVER__TOKEN",
             "valueFrom": {"secretKeyRef": {"name": TOKEN_SECRET, "key": "token"}},
         },
-        # No GCS here: gs://BUCKET/OBJECT is BUCKETS_DIR/BUCKET/OBJECT on this machine.
-        {"name": "AVATAR_RUNTIME_STORAGE__LOCAL_BUCKETS", "value": str(buckets)},
-        # Each pod process may use one core: several share this machine's few.
-        {"name": "AVATAR_RUNTIME_ENGINES__CPU_THREADS", "value": "1"},
-        {"name": "AVATAR_RUNTIME_VIDEO__ENCODER_THREADS", "value": "1"},
     ]
-    variables += [{"name": k, "value": v} for k, v in (env or {}).items()]
+    variables += [{"name": k, "value": v} for k, v in _local_env(buckets, env).items()]
     labels = {"app.kubernetes.io/name": "avatar-runtime", "app.kubernetes.io/instance": name}
     return {
         "apiVersion": "apps/v1",

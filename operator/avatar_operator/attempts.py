@@ -10,7 +10,12 @@ the attempts spent, so the rule can be read (and tested) in one place:
 - a non-retriable error is ``Failed`` with the runtime's code;
 - a retriable error, or a lost pod, is ``Retry``, after a backoff doubling from
   ``retries.base_seconds`` (none when the pod was lost or drained: not the job's
-  fault), until ``maxRetries`` further attempts are spent, then ``Failed``.
+  fault), until ``maxRetries`` further attempts are spent, then ``Failed``;
+- an attempt the platform ended (the pod drained, so the job was ``Interrupted``, or
+  the pod was deleted, preempted or evicted under it) is a ``Retry(platform=True)`` at
+  once that spends none of ``maxRetries``: the user did nothing wrong. Only
+  ``retries.max_platform_retries`` of those end in ``Failed``, so a video cannot go
+  round for ever on a platform that keeps failing.
 
 A pod that does not take the job (full, draining, unreachable, engines changed)
 costs no attempt: the job goes back to the queue at once. A pod that answers the
@@ -67,16 +72,31 @@ class Retry:
     """Seconds before the job may be dispatched again."""
     error: ErrorInfo | None = None
     """Why the attempt failed; None when the pod did not take the job (no attempt spent)."""
+    platform: bool = False
+    """The platform ended the attempt (a pod drained, preempted or removed): not the user's."""
 
 
 Outcome = Succeeded | Failed | Retry
 
 
-def outcome(end: AttemptEnd, *, attempts: int, max_retries: int, retries: RetrySettings) -> Outcome:
-    """What follows an attempt that ended (``attempts`` counts it)."""
+def outcome(
+    end: AttemptEnd,
+    *,
+    attempts: int,
+    max_retries: int,
+    retries: RetrySettings,
+    platform_retries: int = 0,
+) -> Outcome:
+    """What follows an attempt that ended.
+
+    ``attempts`` are the user's (this one included, the platform's left out: they spend
+    no ``maxRetries``); ``platform_retries`` the platform's before this one.
+    """
     status = end.status
     if end.ending is Ending.LOST or status is None:
         lost = ErrorInfo(code=ErrorCode.RUNTIME_LOST, message=end.reason, retriable=True)
+        if end.platform:
+            return _platform_retry(lost, platform_retries=platform_retries, retries=retries)
         return _retry_or_fail(lost, attempts=attempts, max_retries=max_retries, delay=0.0)
     if status.state is JobState.SUCCEEDED:
         return Succeeded(status)
@@ -86,10 +106,11 @@ def outcome(end: AttemptEnd, *, attempts: int, max_retries: int, retries: RetryS
     error = status.error or ErrorInfo(
         code=ErrorCode.INTERNAL, message=f"job ended {status.state}", retriable=True
     )
+    if status.state is JobState.INTERRUPTED:  # the pod drained: the platform's doing
+        return _platform_retry(error, platform_retries=platform_retries, retries=retries)
     if not error.retriable:
         return Failed(error)
-    # A drained pod's interruption is not the job's fault: no wait before the next.
-    delay = 0.0 if status.state is JobState.INTERRUPTED else backoff(attempts, retries)
+    delay = backoff(attempts, retries)
     return _retry_or_fail(error, attempts=attempts, max_retries=max_retries, delay=delay)
 
 
@@ -107,6 +128,14 @@ def backoff(attempts: int, retries: RetrySettings) -> float:
     """Seconds before the next attempt after ``attempts`` failed ones: doubling, capped."""
     doubled: float = retries.base_seconds * 2.0 ** max(0, attempts - 1)
     return min(doubled, retries.max_seconds)
+
+
+def _platform_retry(error: ErrorInfo, *, platform_retries: int, retries: RetrySettings) -> Outcome:
+    """At once and free of the user's retries, up to the platform's own cap."""
+    if platform_retries + 1 > retries.max_platform_retries:
+        message = f"{error.message} (gave up after {platform_retries + 1} platform interruptions)"
+        return Failed(error.model_copy(update={"message": message}))
+    return Retry(delay=0.0, error=error, platform=True)
 
 
 def _retry_or_fail(error: ErrorInfo, *, attempts: int, max_retries: int, delay: float) -> Outcome:
@@ -155,9 +184,10 @@ class Attempts:
             job.log.warning("attempt %d lost: %s", job.persisted.attempts, end.reason)
         return outcome(
             end,
-            attempts=job.persisted.attempts,
+            attempts=job.persisted.user_attempts,
             max_retries=job.spec.max_retries,
             retries=self.retries,
+            platform_retries=job.persisted.platform_retries,
         )
 
     async def _send(self, job: Job, pod_name: str) -> Outcome | None:
@@ -190,7 +220,7 @@ class Attempts:
             job.log.warning("runtime pod %s failed on the job: %s", pod_name, exc)
             return failed_send(
                 exc.error,
-                attempts=job.persisted.attempts,
+                attempts=job.persisted.user_attempts,
                 max_retries=job.spec.max_retries,
                 retries=self.retries,
             )

@@ -23,7 +23,7 @@ import datetime as dt
 import itertools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -113,6 +113,8 @@ class Dispatcher:
         self._arrival_seq = itertools.count(1)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.on_queued: Callable[[str], None] = lambda pool: None
+        """Called with the pool of each job queued (the scaling loop wakes a pool at zero)."""
         metrics.watch_pools(self.pool_figures)
 
     def start(self) -> None:
@@ -175,6 +177,8 @@ class Dispatcher:
             persisted=Persisted(
                 phase=phase,
                 attempts=int(status.get("attempts") or 0),
+                platform_retries=int(status.get("platformRetries") or 0),
+                gpu_seconds=float(status.get("gpuSeconds") or 0.0),
                 started=parse_time(status.get("startTime")),
                 conditions={
                     c["type"]: dict(c) for c in status.get("conditions") or [] if "type" in c
@@ -241,7 +245,13 @@ class Dispatcher:
         return self.queues.setdefault(job.spec.pool, FairQueue())
 
     def _enqueue(
-        self, job: Job, *, delay: float, write: bool, error: ErrorInfo | None = None
+        self,
+        job: Job,
+        *,
+        delay: float,
+        write: bool,
+        error: ErrorInfo | None = None,
+        platform: bool = False,
     ) -> None:
         queue = self._queue(job)
         queue.push(
@@ -256,8 +266,11 @@ class Dispatcher:
         )
         job.persisted.phase, job.persisted.pod = Phase.QUEUED, None
         self._wake_up()
+        self.on_queued(job.spec.pool)
         if write:
-            self.reporter.queued(job, position=queue.position(job.uid), delay=delay, error=error)
+            self.reporter.queued(
+                job, position=queue.position(job.uid), delay=delay, error=error, platform=platform
+            )
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -310,6 +323,10 @@ class Dispatcher:
         finally:
             self.pods.release(pod_name, job.uid)
             self._wake_up()
+            # Its share of the pod's time in this attempt (usage): the status and the bill.
+            seconds = self.pods.usage.take(job.uid)
+            job.persisted.gpu_seconds += seconds
+            self.metrics.gpu_seconds.labels(job.spec.pool, job.ref.namespace).inc(seconds)
         if not job.closed:
             await self._settle(job, result)
 
@@ -319,11 +336,14 @@ class Dispatcher:
                 await self._finish_succeeded(job, status)
             case Failed(error, phase):
                 await self._finish_failed(job, error, phase=phase)
-            case Retry(delay, error):
+            case Retry(delay, error, platform):
+                if platform:
+                    job.persisted.platform_retries += 1
                 if error is not None:
-                    self.metrics.retries.labels(error.code).inc()
-                    job.log.info("retrying in %.1f s after %s", delay, error.code)
-                self._enqueue(job, delay=delay, write=True, error=error)
+                    cause = "platform" if platform else "job"
+                    self.metrics.retries.labels(error.code, cause).inc()
+                    job.log.info("retrying in %.1f s after %s (%s)", delay, error.code, cause)
+                self._enqueue(job, delay=delay, write=True, error=error, platform=platform)
 
     async def _finish_succeeded(self, job: Job, status: JobStatus) -> None:
         finished = st.now()
@@ -369,11 +389,10 @@ class Dispatcher:
         await _stop_following(job)
         if pod and job.persisted.phase is Phase.RUNNING:
             await self.attempts.cancel(job.ref, pod)
-        error = ErrorInfo(
-            code=ErrorCode.DEADLINE_EXCEEDED,
-            message=f"not finished within deadlineSeconds={job.spec.deadline_seconds}",
-            retriable=False,
-        )
+        message = f"not finished within deadlineSeconds={job.spec.deadline_seconds}"
+        if job.reported.pool_missing:  # what it waited for all along
+            message += f": pool {job.spec.pool!r} does not exist"
+        error = ErrorInfo(code=ErrorCode.DEADLINE_EXCEEDED, message=message, retriable=False)
         job.closed = False
         await self._finish_failed(job, error)
 

@@ -1,8 +1,10 @@
 """The kopf entry point: ``kopf run -m avatar_operator.handlers``.
 
 Only wiring lives here: kopf calls these on resource and pod events and the
-dispatcher does the work. kopf keeps its own bookkeeping in annotations, so
-the status belongs to the operator alone.
+dispatcher does the work; pool events go to the scaling loop (``pools.scaler``).
+kopf keeps its own bookkeeping in annotations, so the status belongs to the operator
+alone. Pools are watched with raw events only: no finalizer, since the API server's
+garbage collector removes a deleted pool's Deployments (their owner references).
 """
 
 from __future__ import annotations
@@ -16,8 +18,19 @@ from prometheus_client import CollectorRegistry, start_http_server
 from avatar_operator.dispatcher import Dispatcher
 from avatar_operator.kube import Kube, load_config
 from avatar_operator.metrics import OperatorMetrics
+from avatar_operator.pools.scaler import Scaler
 from avatar_operator.runtime_client import RuntimeClient
-from avatar_operator.settings import FINALIZER, GROUP, PLURAL, POOL_LABEL, VERSION, OperatorSettings
+from avatar_operator.scaling.signals import PrometheusSource, ScrapeSource, SignalSource
+from avatar_operator.settings import (
+    FINALIZER,
+    GROUP,
+    PLURAL,
+    POOL_LABEL,
+    POOL_PLURAL,
+    VERSION,
+    OperatorSettings,
+    ScalingSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +51,54 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     metrics = OperatorMetrics(registry)
     if config.metrics.port:
         start_http_server(config.metrics.port, registry=registry)
+    kube = Kube(workers=config.kube.api_workers, urgent_workers=config.kube.urgent_workers)
     dispatcher = Dispatcher(
         settings=config,
-        kube=Kube(workers=config.kube.api_workers),
+        kube=kube,
         runtime=RuntimeClient(
             token=config.runtime.read_token(), timeout=config.runtime.request_timeout_seconds
         ),
         metrics=metrics,
     )
+    scaler = Scaler(
+        dispatcher=dispatcher,
+        kube=kube,
+        metrics=metrics,
+        settings=config,
+        source=_signals(config.scaling),
+    )
+    dispatcher.on_queued = scaler.queued
     dispatcher.start()
-    memo.dispatcher = dispatcher
+    scaler.start()
+    memo.dispatcher, memo.scaler = dispatcher, scaler
     log.info(
-        "dispatching to runtime pods labelled %s in namespace %s",
+        "dispatching to runtime pods labelled %s in namespace %s; pool figures from %s",
         POOL_LABEL,
         config.runtime.namespace,
+        config.scaling.prometheus_url or "the pods' /metrics",
+    )
+
+
+def _signals(settings: ScalingSettings) -> SignalSource:
+    """Prometheus when it is set up, else the pods' own /metrics."""
+    if settings.prometheus_url:
+        return PrometheusSource(
+            settings.prometheus_url,
+            window_seconds=settings.throughput_window_seconds,
+            timeout=settings.scrape_timeout_seconds,
+        )
+    return ScrapeSource(
+        window_seconds=settings.throughput_window_seconds,
+        timeout=settings.scrape_timeout_seconds,
     )
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    scaler: Scaler | None = memo.get("scaler")
+    if scaler is not None:
+        await scaler.stop()
+        await scaler.source.close()
     dispatcher: Dispatcher | None = memo.get("dispatcher")
     if dispatcher is not None:
         await dispatcher.stop()
@@ -86,3 +128,10 @@ async def runtime_pod(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     dispatcher: Dispatcher | None = memo.get("dispatcher")
     if dispatcher is not None:
         dispatcher.pod_event(event.get("type"), event["object"])
+
+
+@kopf.on.event(GROUP, VERSION, POOL_PLURAL)
+async def runtime_pool(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    scaler: Scaler | None = memo.get("scaler")
+    if scaler is not None:
+        scaler.observe(event.get("type"), event["object"])

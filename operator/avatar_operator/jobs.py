@@ -55,10 +55,19 @@ class Persisted:
     phase: Phase = Phase.PENDING
     attempts: int = 0
     """Attempts sent so far (an attempt a pod did not take is not counted)."""
+    platform_retries: int = 0
+    """Of those, the ones the platform ended (a pod preempted or removed): free retries."""
+    gpu_seconds: float = 0.0
+    """The job's share of its pods' time in attempts that ended (``usage``)."""
     pod: str | None = None
     """The runtime pod the current attempt runs on; None while queued."""
     started: dt.datetime | None = None
     conditions: Conditions = field(default_factory=dict)
+
+    @property
+    def user_attempts(self) -> int:
+        """The attempts that count against ``maxRetries``: the platform's are free."""
+        return self.attempts - self.platform_retries
 
 
 @dataclass
@@ -72,6 +81,8 @@ class Reported:
     """Monotonic time of the last status write."""
     unserved_noted: bool = False
     """Said already that no pod of the pool runs the engines the job asks for."""
+    pool_missing: bool = False
+    """Said already that the job's pool does not exist."""
 
 
 @dataclass(eq=False)
@@ -83,6 +94,17 @@ class Handles:
     deadline: asyncio.TimerHandle | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Status writes of one job go out one at a time, in order."""
+    outbox: Outbox = field(default_factory=lambda: Outbox())
+    """The status not sent yet (``reporting``): later writes merge into it."""
+
+
+@dataclass
+class Outbox:
+    patch: dict[str, Any] = field(default_factory=dict)
+    conditions: bool = False
+    """Send the job's conditions with it (as they are when it goes)."""
+    scheduled: bool = False
+    """Waiting for a bulk writer."""
 
 
 @dataclass(eq=False)

@@ -1,9 +1,11 @@
-"""The operator's own Kubernetes API calls: status writes, TTL deletes, pod lookups.
+"""The operator's own Kubernetes API calls: status writes, TTL deletes, pods, pools' Deployments.
 
 kopf writes what its handlers return; the dispatcher's background work (a job
 finishing long after its handler returned) writes through the official
 ``kubernetes`` client instead, on a small thread pool so the event loop never
-blocks. Status goes through the status subresource as a JSON merge patch.
+blocks. Status goes through the status subresource as a JSON merge patch; so do the
+scaling loop's writes (a pool's Deployments, its pods' annotations, its status), which
+change only the fields they name.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import json
 import logging
 import socket
 from typing import Any
@@ -21,9 +24,11 @@ from kubernetes.client.exceptions import ApiException
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from avatar_operator.resource import Ref, format_time
-from avatar_operator.settings import GROUP, KIND, PLURAL, VERSION
+from avatar_operator.settings import GROUP, KIND, PLURAL, POOL_PLURAL, VERSION
 
 log = logging.getLogger(__name__)
+
+MERGE_PATCH = "application/merge-patch+json"
 
 
 def _transient(exc: BaseException) -> bool:
@@ -31,6 +36,27 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, ApiException):
         return exc.status in (429, 500, 502, 503, 504) or exc.status == 0
     return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError)
+
+
+class RefusedError(Exception):
+    """The API server refused a write for good (invalid, forbidden, a name taken).
+
+    ``message`` is the API server's own (its Status ``message``), which says which
+    field or rule; the scaling loop shows it in the pool's status.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def _refused(exc: ApiException) -> RefusedError:
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    return RefusedError(int(exc.status or 0), message or str(exc.reason or exc))
 
 
 def load_config() -> None:
@@ -42,20 +68,30 @@ def load_config() -> None:
 
 
 class Kube:
-    def __init__(self, *, workers: int) -> None:
+    """Two lanes of threads: the bulk (Queued writes, positions, progress, Events, the
+    pools) and the urgent (what a dispatch waits on), so that a backlog of thousands
+    queued in the bulk lane's executor never stands between a free slot and its job."""
+
+    def __init__(self, *, workers: int, urgent_workers: int = 2) -> None:
         config = kubernetes.client.Configuration.get_default_copy()
-        config.connection_pool_maxsize = workers
+        config.connection_pool_maxsize = workers + urgent_workers
         self._api = kubernetes.client.ApiClient(config)
         self._objects = kubernetes.client.CustomObjectsApi(self._api)
         self._core = kubernetes.client.CoreV1Api(self._api)
+        self._apps = kubernetes.client.AppsV1Api(self._api)
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="kube")
+        self._urgent = concurrent.futures.ThreadPoolExecutor(
+            urgent_workers, thread_name_prefix="kube-urgent"
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._urgent.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
-    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _run(self, fn: Any, *args: Any, _urgent: bool = False, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
+        pool = self._urgent if _urgent else self._pool
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_transient),
             wait=wait_exponential(multiplier=0.2, max=5),
@@ -63,10 +99,10 @@ class Kube:
             reraise=True,
         ):
             with attempt:
-                return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+                return await loop.run_in_executor(pool, lambda: fn(*args, **kwargs))
         raise AssertionError("unreachable")  # AsyncRetrying either returns or raises
 
-    async def patch_status(self, ref: Ref, status: dict[str, Any]) -> bool:
+    async def patch_status(self, ref: Ref, status: dict[str, Any], *, urgent: bool = False) -> bool:
         """Merge ``status`` into the resource's status; False when the resource is gone."""
         try:
             await self._run(
@@ -77,6 +113,7 @@ class Kube:
                 PLURAL,
                 ref.name,
                 {"status": status},
+                _urgent=urgent,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -150,3 +187,99 @@ class Kube:
             raise
         result: dict[str, Any] = self._api.sanitize_for_serialization(pod)
         return result
+
+    # The pools' side: Deployments, pods' annotations, the pool's status.
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._api.sanitize_for_serialization(obj)
+        return result
+
+    async def deployments(self, namespace: str, *, selector: str) -> list[dict[str, Any]]:
+        found = await self._run(
+            self._apps.list_namespaced_deployment, namespace, label_selector=selector
+        )
+        return [self._plain(d) for d in found.items]
+
+    async def create_deployment(self, namespace: str, body: dict[str, Any]) -> None:
+        """Create a Deployment; ``RefusedError`` when the API server will not (invalid, taken)."""
+        try:
+            await self._run(self._apps.create_namespaced_deployment, namespace, body)
+        except ApiException as exc:
+            if _transient(exc):
+                raise
+            raise _refused(exc) from exc
+
+    async def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self._run(
+            self._apps.patch_namespaced_deployment,
+            name,
+            namespace,
+            patch,
+            _content_type=MERGE_PATCH,
+        )
+
+    async def replace_template(
+        self, namespace: str, name: str, *, template: dict[str, Any], annotation: tuple[str, str]
+    ) -> None:
+        """Replace a Deployment's pod template whole (a merge patch would keep removed keys);
+        ``RefusedError`` when the API server will not."""
+        key = annotation[0].replace("~", "~0").replace("/", "~1")
+        operations = [
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "add", "path": f"/metadata/annotations/{key}", "value": annotation[1]},
+        ]
+        try:
+            await self._run(
+                self._apps.patch_namespaced_deployment,
+                name,
+                namespace,
+                operations,
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as exc:
+            if _transient(exc):
+                raise
+            raise _refused(exc) from exc
+
+    async def delete_deployment(self, namespace: str, name: str) -> None:
+        try:
+            await self._run(self._apps.delete_namespaced_deployment, name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def annotate_pod(
+        self, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> bool:
+        """Set (a value) or remove (None) annotations of a pod; False when it is gone."""
+        try:
+            await self._run(
+                self._core.patch_namespaced_pod,
+                name,
+                namespace,
+                {"metadata": {"annotations": annotations}},
+                _content_type=MERGE_PATCH,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def patch_pool_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """Merge ``status`` into an AvatarRuntimePool's status; False when the pool is gone."""
+        try:
+            await self._run(
+                self._objects.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                POOL_PLURAL,
+                name,
+                {"status": status},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True

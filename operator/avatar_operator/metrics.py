@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -62,8 +63,40 @@ class OperatorMetrics:
         )
         self.retries = Counter(
             "avatar_operator_retries",
-            "Attempts that ended and will be tried again, by error code.",
-            ["code"],
+            "Attempts that ended and will be tried again, by error code and cause: job (counts"
+            " against maxRetries) or platform (a pod drained, preempted or removed: free).",
+            ["code", "cause"],
+            registry=registry,
+        )
+        self.gpu_seconds = Counter(
+            "avatar_operator_gpu_seconds",
+            "GPU seconds of runtime pods charged to AvatarVideos: each pod's wall time split"
+            " among the videos running on it (for charge-back), by pool and namespace.",
+            ["pool", "namespace"],
+            registry=registry,
+        )
+        self.pool_desired = Gauge(
+            "avatar_pool_desired_replicas",
+            "Runtime pods the scaling policy wants, per AvatarRuntimePool.",
+            ["pool"],
+            registry=registry,
+        )
+        self.pool_ready = Gauge(
+            "avatar_pool_ready_replicas",
+            "Runtime pods serving, per AvatarRuntimePool.",
+            ["pool"],
+            registry=registry,
+        )
+        self.pool_starting = Gauge(
+            "avatar_pool_starting_replicas",
+            "Runtime pods on their way (no node yet, pulling, loading), per AvatarRuntimePool.",
+            ["pool"],
+            registry=registry,
+        )
+        self.scale_events = Counter(
+            "avatar_pool_scale_events",
+            "Changes of a pool's replicas, by direction (up, down) and the policy's reason.",
+            ["pool", "direction", "reason"],
             registry=registry,
         )
         self.estimate_ratio = Histogram(
@@ -80,3 +113,9 @@ class OperatorMetrics:
 
     def watch_pools(self, read: Callable[[], Mapping[str, tuple[int, float, int]]]) -> None:
         self.registry.register(PoolGauges(read))
+
+    def forget_pool(self, pool: str) -> None:
+        """A deleted pool's gauges go (its counters stay: they are history)."""
+        for gauge in (self.pool_desired, self.pool_ready, self.pool_starting):
+            with contextlib.suppress(KeyError):
+                gauge.remove(pool)

@@ -3,7 +3,9 @@
 The pod watch says which pods exist and are ready; the capacity read (``CapacityReader``)
 says how many slots each has, which engines it runs and whether it accepts work. Free
 slots are counted from the operator's own dispatches, so a slot is taken the moment a
-job is sent, not when the next capacity read notices it.
+job is sent, not when the next capacity read notices it. A pod the scaling loop chose
+to remove (``retire``) takes no new job, and the registry keeps since when each pod is
+idle and, through ``usage``, each job's share of its pod's time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from avatar_operator.runtime_client import RuntimeClient
 from avatar_operator.settings import POOL_LABEL
+from avatar_operator.usage import GpuTime
 from avatar_runtime.api.schemas import Capacity
 
 log = logging.getLogger(__name__)
@@ -35,12 +38,22 @@ class PodRecord:
     ready: bool = False
     terminating: bool = False
     """Being deleted: takes no new jobs, but still finishes (or interrupts) its own."""
+    disrupted: bool = False
+    """Kubernetes ended it for the platform's reasons: preempted, evicted, its node shut down."""
     gone: bool = False
     """Deleted, or its process ended: its jobs must run elsewhere."""
     capacity: Capacity | None = None
     capacity_read: float = 0.0
     jobs: set[str] = field(default_factory=set)
     """Jobs the operator has on this pod (sent, or being sent)."""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    gpus: int = 0
+    """``nvidia.com/gpu`` the pod's containers are given."""
+    retiring: bool = False
+    """Chosen by the scaling loop for removal: takes no new job."""
+    idle_since: float | None = None
+    """Monotonic time since when the operator has no job on the pod (None: busy, or unknown)."""
 
     @property
     def url(self) -> str | None:
@@ -59,6 +72,7 @@ class PodRecord:
     def free(self) -> int:
         if (
             not self.ready
+            or self.retiring
             or self.terminating
             or self.gone
             or self.capacity is None
@@ -77,6 +91,27 @@ def _is_ready(status: Mapping[str, Any]) -> bool:
     )
 
 
+# What the kubelet and the control plane write on a pod they end for their own reasons.
+_DISRUPTED_REASONS = frozenset({"Evicted", "NodeShutdown", "Shutdown", "Terminated", "Preempting"})
+
+
+def _disrupted(status: Mapping[str, Any]) -> bool:
+    if status.get("reason") in _DISRUPTED_REASONS:
+        return True
+    return any(
+        c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def _gpus(spec: Mapping[str, Any]) -> int:
+    total = 0
+    for container in spec.get("containers") or []:
+        limits = (container.get("resources") or {}).get("limits") or {}
+        total += int(limits.get("nvidia.com/gpu") or 0)
+    return total
+
+
 def _http_port(spec: Mapping[str, Any], default: int) -> int:
     for container in spec.get("containers") or []:
         for port in container.get("ports") or []:
@@ -90,6 +125,9 @@ class PodRegistry:
         self.namespace = namespace
         self.default_port = default_port
         self._pods: dict[str, PodRecord] = {}
+        self.usage = GpuTime()
+        self.on_busy: Callable[[PodRecord], None] = lambda pod: None
+        """Called when an idle pod gets a job (the scaling loop shields it from eviction)."""
 
     def get(self, name: str) -> PodRecord | None:
         return self._pods.get(name)
@@ -106,16 +144,21 @@ class PodRegistry:
         pod = self._pods.setdefault(name, PodRecord(name=name))
         labels = meta.get("labels") or {}
         pod.pool = labels.get(POOL_LABEL) or "default"
+        pod.labels, pod.annotations = dict(labels), dict(meta.get("annotations") or {})
         status = body.get("status") or {}
         was_ready = pod.ready
         pod.address = status.get("podIP") or pod.address
         pod.port = _http_port(body.get("spec") or {}, self.default_port)
+        pod.gpus = _gpus(body.get("spec") or {})
         terminated = status.get("phase") in ("Succeeded", "Failed")
         pod.terminating = bool(meta.get("deletionTimestamp"))
+        pod.disrupted = _disrupted(status)
         pod.gone = event_type == "DELETED" or terminated
         pod.ready = _is_ready(status) and not pod.gone and not pod.terminating
         if not pod.ready:
             pod.capacity = None
+        elif not was_ready and not pod.jobs:
+            pod.idle_since = time.monotonic()
         if pod.gone and not pod.jobs and event_type == "DELETED":
             del self._pods[name]
         return pod if pod.ready and not was_ready else None
@@ -123,14 +166,22 @@ class PodRegistry:
     def reserve(self, name: str, uid: str) -> PodRecord:
         """Count a job against a pod, known yet or not (an adopted job after a restart)."""
         pod = self._pods.setdefault(name, PodRecord(name=name, port=self.default_port))
+        was_idle = not pod.jobs
         pod.jobs.add(uid)
+        pod.idle_since = None
+        self.usage.start(name, uid, gpus=pod.gpus)
+        if was_idle:
+            self.on_busy(pod)
         return pod
 
     def release(self, name: str, uid: str) -> None:
         pod = self._pods.get(name)
+        self.usage.stop(name, uid)
         if pod is None:
             return
         pod.jobs.discard(uid)
+        if not pod.jobs and pod.idle_since is None:
+            pod.idle_since = time.monotonic()
         if pod.gone and not pod.jobs:
             del self._pods[name]
 
@@ -164,6 +215,12 @@ class PodRegistry:
 
     def pools(self) -> set[str]:
         return {p.pool for p in self._pods.values()}
+
+    def retire(self, name: str, retiring: bool = True) -> None:
+        """Stop (or resume) dispatching to a pod the scaling loop removes."""
+        pod = self._pods.get(name)
+        if pod is not None:
+            pod.retiring = retiring
 
 
 class CapacityReader:

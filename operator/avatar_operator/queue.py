@@ -5,6 +5,12 @@ of dispatches served, the next job comes from the namespace served least
 (among those holding the top priority), and a namespace that was idle joins at
 the current minimum, so a burst in one namespace cannot starve a single job in
 another, and an idle namespace cannot bank credit for a later burst.
+
+Every operation costs O(log n) in the jobs waiting (O(namespaces) for a pop), so
+a backlog of thousands costs each dispatch no more than a short queue does: the
+jobs are also kept in one sorted list by priority and age (``sortedcontainers``),
+from which a job's reported position is a bisection rather than a count over
+every waiting job (which made queueing a burst quadratic in its size).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import heapq
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
+
+from sortedcontainers import SortedList
 
 
 @dataclass(order=True)
@@ -39,6 +47,9 @@ class FairQueue:
         self._ready: dict[str, list[Entry]] = defaultdict(list)  # namespace -> heap
         self._delayed: list[tuple[float, int, Entry]] = []
         self._entries: dict[str, Entry] = {}
+        # The same entries by sort key (all unique: ``seq``), ready or delayed: the
+        # order ``position`` and ``ordered`` report, kept as entries come and go.
+        self._order: SortedList[Entry] = SortedList()
         self._served: dict[str, float] = defaultdict(float)
         self._seq = itertools.count()
 
@@ -54,11 +65,16 @@ class FairQueue:
         entry.seq = next(self._seq)
         entry.__post_init__()
         self._entries[entry.uid] = entry
+        self._order.add(entry)
         heapq.heappush(self._delayed, (entry.not_before, entry.seq, entry))
 
     def remove(self, uid: str) -> bool:
         """Forget a waiting job (deleted, expired); its heap slot is skipped later."""
-        return self._entries.pop(uid, None) is not None
+        entry = self._entries.pop(uid, None)
+        if entry is None:
+            return False
+        self._order.remove(entry)
+        return True
 
     def next_due(self) -> float | None:
         """When the earliest delayed entry becomes ready (monotonic), if any is delayed."""
@@ -71,23 +87,29 @@ class FairQueue:
         self._promote(now)
         best: tuple[int, float, tuple[int, float, int, int]] | None = None
         best_ns = ""
+        idle: list[str] = []
         for namespace, heap in self._ready.items():
             head = self._head(heap)
             if head is None:
+                idle.append(namespace)
                 continue
             rank = (-head.priority, self._served[namespace], head.sort_key)
             if best is None or rank < best:
                 best, best_ns = rank, namespace
+        for namespace in idle:  # each pop walks only the namespaces with jobs ready
+            del self._ready[namespace]
         if best is None:
             return None
         entry = heapq.heappop(self._ready[best_ns])
         del self._entries[entry.uid]
+        self._order.remove(entry)
         self._served[best_ns] += 1
         return entry
 
     def unpop(self, entry: Entry) -> None:
         """Put back an entry just popped that no pod could take: same place, no turn used."""
         self._entries[entry.uid] = entry
+        self._order.add(entry)
         heapq.heappush(self._ready[entry.namespace], entry)
         self._served[entry.namespace] -= 1
 
@@ -96,14 +118,14 @@ class FairQueue:
 
     def ordered(self) -> list[Entry]:
         """The waiting entries by priority and age: the order ``queuePosition`` reports."""
-        return sorted(self._entries.values(), key=lambda e: e.sort_key)
+        return list(self._order)
 
     def position(self, uid: str) -> int | None:
         """Entries ahead by priority and age (fair sharing can reorder namespaces)."""
         entry = self._entries.get(uid)
         if entry is None:
             return None
-        return sum(1 for e in self._entries.values() if e.sort_key < entry.sort_key)
+        return self._order.bisect_left(entry)
 
     def _promote(self, now: float) -> None:
         while self._delayed and self._delayed[0][0] <= now:

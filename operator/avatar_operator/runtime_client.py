@@ -11,6 +11,9 @@ way back (``NoAnswerError``: the pod may have taken the job).
 
 from __future__ import annotations
 
+import asyncio
+import collections
+
 import httpx
 from pydantic import ValidationError
 
@@ -80,43 +83,72 @@ def _error(response: httpx.Response) -> ErrorInfo:
 
 
 class RuntimeClient:
+    """One connection pool per runtime pod. httpcore checks every connection of a pool
+    for expiry on each request (a socket poll each), so one pool shared by a fleet's
+    long polls made each request cost O(pods x slots); a pod's own pool holds its slots'
+    few connections. Pools of pods not used for a while are closed (at most ``pools``)."""
+
     def __init__(
         self,
         *,
         token: str | None,
         timeout: float,
         transport: httpx.AsyncBaseTransport | None = None,
+        pools: int = 512,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            transport=transport,
-        )
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._transport = transport
         self._timeout = timeout
+        self._pools: collections.OrderedDict[str, httpx.AsyncClient] = collections.OrderedDict()
+        self._max_pools = pools
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _http(self, base: str) -> httpx.AsyncClient:
+        client = self._pools.get(base)
+        if client is not None:
+            self._pools.move_to_end(base)
+            return client
+        client = self._pools[base] = httpx.AsyncClient(
+            headers=self._headers,
+            timeout=httpx.Timeout(self._timeout),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            transport=self._transport,
+        )
+        while len(self._pools) > self._max_pools:  # the least recently used pod's
+            _, old = self._pools.popitem(last=False)
+            task = asyncio.get_running_loop().create_task(old.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        return client
 
     async def close(self) -> None:
-        await self._http.aclose()
+        pools, self._pools = list(self._pools.values()), collections.OrderedDict()
+        await asyncio.gather(*(p.aclose() for p in pools), *self._closing)
 
     async def _call(
-        self, method: str, url: str, *, json: str | None = None, timeout: float | None = None
+        self,
+        method: str,
+        base: str,
+        path: str,
+        *,
+        json: str | None = None,
+        timeout: float | None = None,
     ) -> httpx.Response:
         try:
-            return await self._http.request(
+            return await self._http(base).request(
                 method,
-                url,
+                f"{base}{path}",
                 content=json,
                 headers={"Content-Type": "application/json"} if json else None,
                 timeout=timeout or self._timeout,
             )
         except _NOT_SENT as exc:
-            raise PodUnreachableError(f"{method} {url}: {exc!r}") from exc
+            raise PodUnreachableError(f"{method} {base}{path}: {exc!r}") from exc
         except httpx.HTTPError as exc:
-            raise NoAnswerError(f"{method} {url}: {exc!r}") from exc
+            raise NoAnswerError(f"{method} {base}{path}: {exc!r}") from exc
 
     async def submit(self, base: str, request: JobRequest) -> JobStatus:
-        response = await self._call("POST", f"{base}/v1/jobs", json=request.model_dump_json())
+        response = await self._call("POST", base, "/v1/jobs", json=request.model_dump_json())
         if response.status_code in (200, 202):
             try:
                 return self._status(response)
@@ -132,15 +164,15 @@ class RuntimeClient:
         """The job's status; with ``wait``, the pod answers early when the job finishes."""
         params = f"?wait={wait:g}" if wait > 0 else ""
         response = await self._call(
-            "GET", f"{base}/v1/jobs/{job_id}{params}", timeout=self._timeout + wait
+            "GET", base, f"/v1/jobs/{job_id}{params}", timeout=self._timeout + wait
         )
         return self._job_answer(response)
 
     async def cancel(self, base: str, job_id: str) -> JobStatus:
-        return self._job_answer(await self._call("DELETE", f"{base}/v1/jobs/{job_id}"))
+        return self._job_answer(await self._call("DELETE", base, f"/v1/jobs/{job_id}"))
 
     async def capacity(self, base: str) -> Capacity:
-        response = await self._call("GET", f"{base}/v1/capacity")
+        response = await self._call("GET", base, "/v1/capacity")
         if response.status_code != 200:
             raise PodUnreachableError(f"GET {base}/v1/capacity answered {response.status_code}")
         try:

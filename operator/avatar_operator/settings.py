@@ -18,6 +18,8 @@ VERSION = "v1alpha1"
 PLURAL = "avatarvideos"
 KIND = "AvatarVideo"
 FINALIZER = "avatar.dev/operator"
+POOL_PLURAL = "avatarruntimepools"
+POOL_KIND = "AvatarRuntimePool"
 # Present on every runtime pod; its value is the pool the pod serves.
 POOL_LABEL = "avatar.dev/runtime-pool"
 
@@ -82,6 +84,12 @@ class RetrySettings(BaseModel):
         10.0, ge=0, description="Before the first retry, seconds; doubles with each attempt."
     )
     max_seconds: float = Field(300.0, ge=0, description="Longest backoff between attempts, s.")
+    max_platform_retries: int = Field(
+        20,
+        ge=0,
+        description="Attempts the platform may end (a pod preempted or removed under the job)"
+        " before the video fails; these do not spend the video's maxRetries.",
+    )
 
 
 class StatusSettings(BaseModel):
@@ -109,6 +117,13 @@ class KubeSettings(BaseModel):
         ge=1,
         description="Concurrent Kubernetes API calls: threads of the official client's pool.",
     )
+    urgent_workers: int = Field(
+        8,
+        ge=1,
+        description="More threads only for the writes a dispatch waits on (the Running status"
+        " before the POST, the final phase), so a backlog's Queued writes and Events never"
+        " delay them.",
+    )
 
 
 class EstimateSettings(BaseModel):
@@ -123,6 +138,52 @@ class EstimateSettings(BaseModel):
     )
     audio_prior_seconds: float = Field(
         30.0, gt=0, description="Estimate for a recording before any has been rendered, seconds."
+    )
+
+
+class PoolSettings(BaseModel):
+    """What the operator puts into the pods of the AvatarRuntimePools it runs."""
+
+    token_secret: str = Field(
+        "avatar-runtime-token",
+        description="The Secret holding the runtime API token the pods require (the chart's).",
+    )
+    token_secret_key: str = Field("token", description="Its key.")
+    drain_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A deleted pod's running jobs get this long before they are interrupted, s"
+        " (the runtime's --grace; the pod's termination grace is 30 s more).",
+    )
+
+
+class ScalingSettings(BaseModel):
+    """The scaling loop of AvatarRuntimePools: where the pods' figures come from, how often."""
+
+    prometheus_url: str | None = Field(
+        None,
+        description="Prometheus' HTTP API (http://prometheus-operated.monitoring:9090); unset:"
+        " the operator scrapes each pool's pods' /metrics itself.",
+    )
+    interval_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How often each pool is sized, seconds (and at once when a video"
+        " waits at a pool without pods).",
+    )
+    scrape_timeout_seconds: float = Field(
+        3.0, gt=0, description="Per Prometheus query or pod scrape, seconds."
+    )
+    throughput_window_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Throughput is measured over this window, seconds (the rate() range).",
+    )
+    victim_grace_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A pod chosen for removal that is still there after this long takes jobs"
+        " again, seconds (the Deployment removed another one).",
     )
 
 
@@ -142,3 +203,5 @@ class OperatorSettings(BaseSettings):
     kube: KubeSettings = Field(default_factory=KubeSettings)
     estimates: EstimateSettings = Field(default_factory=EstimateSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    pools: PoolSettings = Field(default_factory=PoolSettings)
+    scaling: ScalingSettings = Field(default_factory=ScalingSettings)

@@ -75,11 +75,18 @@ def queued(
     generation: int,
     next_attempt: dt.datetime | None = None,
     error: ErrorInfo | None = None,
+    platform_retries: int = 0,
+    gpu_seconds: float = 0.0,
 ) -> Patch:
     if next_attempt is not None and error is not None:
         message = f"Retrying after {error.code}: {error.message}"
     else:
         message = f"Waiting for a free slot in pool {pool!r}."
+    extra: Patch = {}
+    if platform_retries:
+        extra["platformRetries"] = platform_retries
+    if gpu_seconds:
+        extra["gpuSeconds"] = _seconds(gpu_seconds)
     return {
         "phase": Phase.QUEUED,
         "observedGeneration": generation,
@@ -91,7 +98,12 @@ def queued(
         "nextAttemptTime": format_time(next_attempt) if next_attempt else None,
         "error": _error(error),
         "message": message,
+        **extra,
     }
+
+
+def _seconds(value: float) -> float:
+    return round(value, 3)
 
 
 def dispatched(*, pod: str, attempts: int, start: dt.datetime | None, generation: int) -> Patch:
@@ -118,7 +130,7 @@ def progress(job: JobStatus) -> Patch:
     }
 
 
-def succeeded(job: JobStatus, *, finished: dt.datetime) -> Patch:
+def succeeded(job: JobStatus, *, finished: dt.datetime, gpu_seconds: float = 0.0) -> Patch:
     outputs = job.outputs
     stages = job.stages.model_dump() if job.stages else None
     return {
@@ -139,6 +151,7 @@ def succeeded(job: JobStatus, *, finished: dt.datetime) -> Patch:
         },
         "error": None,
         "nextAttemptTime": None,
+        "gpuSeconds": _seconds(gpu_seconds),
         "message": f"Rendered {job.video_seconds or 0:.1f} s of video.",
     }
 
@@ -156,9 +169,16 @@ def _error(error: ErrorInfo | None) -> dict[str, Any] | None:
     return out
 
 
-def failed(error: ErrorInfo, *, finished: dt.datetime, phase: Phase = Phase.FAILED) -> Patch:
+def failed(
+    error: ErrorInfo,
+    *,
+    finished: dt.datetime,
+    phase: Phase = Phase.FAILED,
+    gpu_seconds: float = 0.0,
+) -> Patch:
     return {
         "phase": phase,
+        "gpuSeconds": _seconds(gpu_seconds),
         "completionTime": format_time(finished),
         "queuePosition": None,
         "nextAttemptTime": None,

@@ -8,6 +8,11 @@ does not know the job, or it stays unreachable while gone from the API or for
 longer than ``pod_lost_seconds``. A pod that answers it is too busy to hold
 another read (429) is alive: it is asked again after its ``Retry-After``. A pod
 that is only shutting down still finishes (or interrupts) its jobs and says so.
+
+A lost attempt says whether the platform ended it (``AttemptEnd.platform``): its pod
+was being deleted, or Kubernetes marked it disrupted (a spot preemption, an eviction, a
+node shutdown). Such a loss is nobody's fault but the platform's and spends none of the
+video's retries; a pod that merely died (a crash, perhaps the video's doing) does.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class AttemptEnd:
     ending: Ending
     status: JobStatus | None = None
     reason: str = ""
+    platform: bool = False
+    """Lost because the platform removed the pod (deleted, preempted, evicted)."""
 
 
 class Tracker:
@@ -65,6 +72,11 @@ class Tracker:
         pod = self.pods.get(pod_name)
         return pod.url if pod is not None else None
 
+    def _removed(self, pod_name: str) -> bool:
+        """Whether the platform took the pod away (not a crash of its own)."""
+        pod = self.pods.get(pod_name)
+        return pod is None or pod.terminating or pod.disrupted
+
     async def follow(
         self,
         job_id: str,
@@ -83,7 +95,11 @@ class Tracker:
                 if url is None:
                     pod = self.pods.get(pod_name)
                     if pod is None or pod.gone:
-                        return AttemptEnd(Ending.LOST, reason=f"runtime pod {pod_name} is gone")
+                        return AttemptEnd(
+                            Ending.LOST,
+                            reason=f"runtime pod {pod_name} is gone",
+                            platform=self._removed(pod_name),
+                        )
                 why = f"runtime pod {pod_name} has no address yet"
             if url:
                 try:
@@ -111,7 +127,11 @@ class Tracker:
             pod = self.pods.get(pod_name)
             if pod is not None and (pod.gone or pod.terminating):
                 # A pod being deleted that no longer answers has ended: no point waiting.
-                return AttemptEnd(Ending.LOST, reason=f"runtime pod {pod_name} is gone ({why})")
+                return AttemptEnd(
+                    Ending.LOST,
+                    reason=f"runtime pod {pod_name} is gone ({why})",
+                    platform=self._removed(pod_name),
+                )
             now = time.monotonic()
             silent_since = silent_since or now
             if now - silent_since > self.settings.pod_lost_seconds:

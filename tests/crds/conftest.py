@@ -1,4 +1,4 @@
-"""One dev cluster per test module with the real AvatarVideo CRD from crds/ applied."""
+"""One dev cluster per test module with the real CRDs from crds/ applied."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from avatar_devcluster.kubectl import Kubectl
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "avatarvideos.avatar.dev.yaml"
+POOL_CRD = REPO / "crds" / "avatarruntimepools.avatar.dev.yaml"
 EXAMPLES = REPO / "examples"
 
 
@@ -31,20 +32,22 @@ def avatar_video(name: str, **spec: Any) -> str:
 
 @pytest.fixture(scope="module")
 def crd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
-    """A dev cluster for the module, the CRD applied as a user would (kubectl apply -f)."""
+    """A dev cluster for the module, the CRDs applied as a user would (kubectl apply -f)."""
     root = tmp_path_factory.mktemp("crd-cluster")
     with running.in_thread(kubeconfig_path=root / "kubeconfig", state=root / "state.json") as dev:
         kubectl = Kubectl(dev.kubeconfig)
-        applied = kubectl("apply", "-f", str(CRD))
-        assert "customresourcedefinition.apiextensions.k8s.io/avatarvideos.avatar.dev created" in (
-            applied.stdout
-        )
+        applied = kubectl("apply", "-f", str(CRD), "-f", str(POOL_CRD))
+        for name in ("avatarvideos.avatar.dev", "avatarruntimepools.avatar.dev"):
+            assert f"customresourcedefinition.apiextensions.k8s.io/{name} created" in (
+                applied.stdout
+            )
         yield kubectl
 
 
 @pytest.fixture
 def kubectl(crd_cluster: Kubectl) -> Iterator[Kubectl]:
-    """The module's cluster, with no AvatarVideo left over from the test before."""
+    """The module's cluster, with no AvatarVideo or pool left over from the test before."""
     yield crd_cluster
-    crd_cluster("delete", "avatarvideos", "--all", "--wait=false")
-    assert crd_cluster("get", "avatarvideos", "-o", "name").stdout == ""
+    for plural in ("avatarvideos", "avatarruntimepools"):
+        crd_cluster("delete", plural, "--all", "--wait=false")
+        assert crd_cluster("get", plural, "-o", "name").stdout == ""

@@ -55,6 +55,8 @@ FULL_STATUS: dict[str, Any] = {
     "progress": 100,
     "queuePosition": 0,
     "attempts": 1,
+    "platformRetries": 1,
+    "gpuSeconds": 12.345,
     "runtimePod": "avatar-runtime-0",
     "startTime": "2025-01-02T03:03:58.001Z",
     "completionTime": "2025-01-02T03:04:05.678Z",
@@ -456,7 +458,8 @@ def test_short_name_and_category(kubectl: Kubectl) -> None:
             "avatarvideo.avatar.dev/hello"
         ], name
     resources = kubectl("api-resources", "--api-group=avatar.dev").stdout.splitlines()
-    assert resources[1].split() == [
+    (videos,) = [line for line in resources if line.startswith("avatarvideos ")]
+    assert videos.split() == [
         "avatarvideos",
         "av",
         "avatar.dev/v1alpha1",

@@ -143,3 +143,33 @@ def test_deleting_a_deployment_takes_its_pods_and_processes(kubectl: Kubectl) ->
     except OSError:
         return
     raise AssertionError("the process still answers")
+
+
+def test_a_pod_never_gets_an_address_where_another_process_holds_its_port(
+    kubectl: Kubectl,
+) -> None:
+    """Two local systems on one machine (a test beside a benchmark) hand out the same
+    loopback addresses: a pod must not be given one whose port is taken, or its server
+    fails to bind and the pod fails."""
+    taken = [f"127.0.0.{n}" for n in range(2, 12)]  # the first addresses a dev cluster gives
+    with contextlib.ExitStack() as stack:
+        port = 0
+        for address in taken:  # one port, held on each of them
+            holder = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            holder.bind((address, port))
+            holder.listen()
+            port = holder.getsockname()[1]
+        kubectl.apply(DEPLOYMENT.replace("replicas: 0", "replicas: 1").replace("8000", str(port)))
+        (pod,) = wait_until(
+            lambda: (
+                (found := pods(kubectl))
+                and found[0]["status"].get("containerStatuses", [{}])[0].get("ready")
+                and found
+            ),
+            timeout=30,
+            what=lambda: f"a ready pod: {pods(kubectl)}",
+        )
+        address = pod["status"]["podIP"]
+        assert address not in taken
+        with urllib.request.urlopen(f"http://{address}:{port}/", timeout=5) as answer:
+            assert answer.status == 200

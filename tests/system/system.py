@@ -53,8 +53,8 @@ class System(LocalSystem):
     """A local system with the tests' token and operator settings, and portraits in
     ``gs://demo/`` (``portrait.png``, ``blank.png`` without a face)."""
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(root, token=TOKEN, operator_env=OPERATOR_ENV)
+    def __init__(self, root: Path, *, operator_env: dict[str, str] | None = None) -> None:
+        super().__init__(root, token=TOKEN, operator_env={**OPERATOR_ENV, **(operator_env or {})})
 
     def start(self) -> None:
         super().start()

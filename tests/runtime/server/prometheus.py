@@ -19,27 +19,36 @@ from tests.runtime.server.harness import free_port
 @contextmanager
 def prometheus(tmp: Path, *, target: str) -> Iterator[str]:
     """Scrape ``target`` (host:port) every second; yields the API base URL."""
+    with prometheus_scraping(
+        tmp, f"  - job_name: runtime\n    static_configs:\n      - targets: ['{target}']\n"
+    ) as url:
+        yield url
+
+
+@contextmanager
+def prometheus_scraping(tmp: Path, scrape_configs: str) -> Iterator[str]:
+    """Prometheus with these ``scrape_configs`` (YAML), every second; yields the API's URL."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("prometheus is not installed; `make test` installs Debian's package")
     config = tmp / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n"
-        f"  - job_name: runtime\n    static_configs:\n      - targets: ['{target}']\n"
+        f"scrape_configs:\n{scrape_configs}"
     )
     port = free_port()
     log = tmp / "prometheus.log"
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:

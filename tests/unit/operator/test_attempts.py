@@ -70,13 +70,48 @@ def test_a_lost_pod_or_a_drained_one_is_not_the_jobs_fault_no_wait() -> None:
     drained = outcome(
         ended(JobState.INTERRUPTED, interrupted), attempts=2, max_retries=3, retries=RETRIES
     )
-    assert drained == Retry(delay=0.0, error=interrupted)
+    assert drained == Retry(delay=0.0, error=interrupted, platform=True)
     gone = outcome(lost(), attempts=2, max_retries=3, retries=RETRIES)
     assert isinstance(gone, Retry)
     assert gone.delay == 0.0
     assert gone.error is not None
     assert gone.error.code is ErrorCode.RUNTIME_LOST
     assert gone.error.message == "runtime pod rt-1 is gone"
+
+
+def test_the_platforms_interruptions_spend_none_of_the_users_retries() -> None:
+    """A pod drained (Interrupted) or removed under a job (spot preemption, eviction, a
+    scale-down) re-queues it at once, however many of its own retries it has spent."""
+    interrupted = error(ErrorCode.INTERRUPTED, retriable=True)
+    spent = outcome(
+        ended(JobState.INTERRUPTED, interrupted),
+        attempts=4,
+        max_retries=3,
+        retries=RETRIES,
+        platform_retries=2,
+    )
+    assert spent == Retry(delay=0.0, error=interrupted, platform=True)
+    removed = AttemptEnd(Ending.LOST, reason="runtime pod rt-1 is gone", platform=True)
+    again = outcome(removed, attempts=1, max_retries=0, retries=RETRIES, platform_retries=5)
+    assert isinstance(again, Retry)
+    assert again.platform
+    assert again.error is not None
+    assert again.error.code is ErrorCode.RUNTIME_LOST
+    # A pod that died on its own (a crash, perhaps the video's doing) is the user's retry.
+    crashed = outcome(lost(), attempts=1, max_retries=0, retries=RETRIES, platform_retries=5)
+    assert isinstance(crashed, Failed)
+
+
+def test_a_platform_that_keeps_failing_ends_the_video_after_its_own_cap() -> None:
+    capped = RetrySettings(base_seconds=10, max_seconds=300, max_platform_retries=2)
+    removed = AttemptEnd(Ending.LOST, reason="runtime pod rt-1 is gone", platform=True)
+    assert isinstance(
+        outcome(removed, attempts=1, max_retries=3, retries=capped, platform_retries=1), Retry
+    )
+    gave_up = outcome(removed, attempts=1, max_retries=3, retries=capped, platform_retries=2)
+    assert isinstance(gave_up, Failed)
+    assert gave_up.error.code is ErrorCode.RUNTIME_LOST
+    assert "gave up after 3 platform interruptions" in gave_up.error.message
 
 
 def test_retries_end_once_max_retries_further_attempts_are_spent() -> None:

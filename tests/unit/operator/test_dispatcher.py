@@ -38,7 +38,7 @@ class RecordingKube:
         self.statuses: dict[str, list[dict[str, Any]]] = {}
         self.events: dict[str, dict[str, Any]] = {}  # name -> reason, count, message, uid
 
-    async def patch_status(self, ref: Ref, status: dict[str, Any]) -> bool:
+    async def patch_status(self, ref: Ref, status: dict[str, Any], *, urgent: bool = False) -> bool:
         self.statuses.setdefault(ref.uid, []).append(status)
         return True
 
