@@ -233,7 +233,13 @@ def test_unknown_job_is_404(api: httpx.Client) -> None:
         assert answer.json()["error"]["code"] == "JobNotFound"
 
 
-def test_metrics_expose_the_required_series(runtime: Runtime, api: httpx.Client) -> None:
+def test_metrics_expose_the_required_series(
+    runtime: Runtime, api: httpx.Client, portrait_png: Path
+) -> None:
+    # One job of its own: the per-stage histograms have series once a stage has run.
+    body = job_body("for-metrics", portrait_png, runtime.out, SHORT_TEXT)
+    assert api.post("/v1/jobs", json=body).status_code in (200, 202)
+    wait_for(api, "for-metrics", states={"succeeded"})
     names = {name for name, _, _ in iter_metrics(httpx.get(f"{runtime.url}/metrics").text)}
     for required in (
         "avatar_runtime_jobs_total",
