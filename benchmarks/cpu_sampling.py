@@ -134,6 +134,12 @@ class Sampler(threading.Thread):
                 "event_loop": loop,
                 "other_threads": delta["operator"] - loop,
             },
-            "busy_fraction_of_one_core": {name: delta[name] / wall for name in self.pids},
-            "cpu_busy_fraction": {c: delta[f"{c}_busy"] / delta[f"{c}_total"] for c in cpus},
+            "busy_fraction_of_one_core": {
+                name: delta[name] / wall if wall > 0 else 0.0 for name in self.pids
+            },
+            # A window shorter than one sample has no ticks: say 0, not divide by zero.
+            "cpu_busy_fraction": {
+                c: delta[f"{c}_busy"] / delta[f"{c}_total"] if delta[f"{c}_total"] else 0.0
+                for c in cpus
+            },
         }
