@@ -23,7 +23,6 @@ the Deployment it has, and says so until the spec is fixed.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
@@ -35,20 +34,20 @@ from pydantic import ValidationError
 
 from avatar_operator import status as st
 from avatar_operator.dispatcher import Dispatcher
-from avatar_operator.kube import Kube, RefusedError
+from avatar_operator.kube import Kube
 from avatar_operator.metrics import OperatorMetrics
 from avatar_operator.pods import PodRecord
+from avatar_operator.pools import rollout
 from avatar_operator.pools import status as pool_status
 from avatar_operator.pools import victims as vic
+from avatar_operator.pools.arrivals import Arrivals
 from avatar_operator.pools.deployments import (
     CAPACITY_LABEL,
     MANAGED_BY,
-    TEMPLATE_HASH,
     Capacity,
-    build_deployment,
-    capacities,
     deployment_name,
 )
+from avatar_operator.pools.missing import MissingPools
 from avatar_operator.pools.resource import Pool, pool_of
 from avatar_operator.scaling.policy import Direction, PodSignal, PolicyMemory, PoolSignals, decide
 from avatar_operator.scaling.signals import (
@@ -73,8 +72,6 @@ class PoolState:
     memory: PolicyMemory = field(default_factory=PolicyMemory)
     victims: dict[str, float] = field(default_factory=dict)
     """Pods chosen for removal, and when (monotonic)."""
-    arrivals: collections.deque[tuple[float, float]] = field(default_factory=collections.deque)
-    """(monotonic time, estimated video seconds) of recent videos."""
     pods: int = 0
     """Pods counted in the last round (starting ones too)."""
     written: dict[str, Any] | None = None
@@ -108,10 +105,9 @@ class Scaler:
         self.namespace = settings.runtime.namespace
         self.pools: dict[str, PoolState] = {}
         self._refused: dict[tuple[str, str], int] = {}  # pools elsewhere, or unreadable
-        self._seen: set[str] = set()
-        self._missing: set[str] = set()
+        self.arrivals = Arrivals(settings.scaling.throughput_window_seconds)
+        self.missing = MissingPools(dispatcher, namespace=self.namespace, started=time.monotonic())
         self._wake = asyncio.Event()
-        self._started = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         dispatcher.pods.on_busy = self._shield
 
@@ -140,7 +136,7 @@ class Scaler:
             pool = pool_of(body)
             pool.spec.policy()  # its bounds and delays, as the policy checks them
         except (ValidationError, ValueError) as exc:  # not what the CRD lets through
-            problem = f"Spec generation {generation} not taken: {_spec_errors(exc)}."
+            problem = f"Spec generation {generation} not taken: {pool_status.spec_errors(exc)}."
             if state is not None:
                 problem += f" Still running generation {state.pool.generation}."
                 state.spec_problem = problem
@@ -210,8 +206,8 @@ class Scaler:
         """One round: every pool's Deployments, figures, decision, replicas and status."""
         self._wake.clear()
         now, wall = time.monotonic(), st.now()
-        self._note_arrivals(now, wall)
-        self._note_missing_pools(now)
+        self.arrivals.note(self.dispatcher.jobs, self.pools, now=now, wall=wall)
+        self.missing.note(self.pools, now=now, grace_seconds=self.settings.scaling.interval_seconds)
         states = list(self.pools.values())
         if not states:
             return
@@ -226,7 +222,15 @@ class Scaler:
                 if (d["metadata"].get("labels") or {}).get(INSTANCE) == state.pool.name
             }
             try:
-                got = await self._deployments(state, mine)
+                got, problem = await rollout.sync(
+                    self.kube,
+                    state.pool,
+                    mine,
+                    namespace=self.namespace,
+                    settings=self.settings.pools,
+                    said=state.deployment_problem,
+                )
+                state.deployment_problem = problem
             except Exception:
                 log.exception("pool %s: its Deployments could not be brought up to date",
                               state.pool)  # fmt: skip
@@ -260,57 +264,6 @@ class Scaler:
                     )
                 except Exception:
                     log.exception("pool %s: sizing failed", state.pool)
-
-    async def _deployments(
-        self, state: PoolState, found: dict[Capacity, dict[str, Any]]
-    ) -> dict[Capacity, int] | None:
-        """Create or update the pool's Deployments; their replicas now (None: none to size).
-
-        What the API server refuses goes to ``state.deployment_problem`` (cleared when
-        every Deployment is as the spec says).
-        """
-        pool = state.pool
-        replicas: dict[Capacity, int] = {}
-        problems: list[str] = []
-        for capacity in capacities(pool.spec):
-            built = build_deployment(pool, capacity=capacity, settings=self.settings.pools)
-            existing = found.get(capacity)
-            name = built["metadata"]["name"]
-            if existing is None:
-                log.info("pool %s: creating Deployment %s", pool, name)
-                try:
-                    await self.kube.create_deployment(self.namespace, built)
-                except RefusedError as exc:
-                    problems.append(_refusal(name, exc, creating=True))
-                    continue
-                replicas[capacity] = 0
-                continue
-            meta = existing["metadata"]
-            owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
-            if pool.uid not in owners:  # a deleted pool's, not yet collected
-                log.info("pool %s: Deployment %s belongs to an older pool", pool, meta["name"])
-                return None
-            wanted = built["metadata"]["annotations"][TEMPLATE_HASH]
-            if (meta.get("annotations") or {}).get(TEMPLATE_HASH) != wanted:
-                log.info("pool %s: updating the pod template of %s", pool, meta["name"])
-                try:
-                    await self.kube.replace_template(
-                        self.namespace,
-                        meta["name"],
-                        template=built["spec"]["template"],
-                        annotation=(TEMPLATE_HASH, wanted),
-                    )
-                except RefusedError as exc:  # its pods run the template before: keep sizing them
-                    problems.append(_refusal(meta["name"], exc, creating=False))
-            replicas[capacity] = int((existing.get("spec") or {}).get("replicas") or 0)
-        if problems and "; ".join(problems) != state.deployment_problem:
-            log.warning("pool %s: %s", pool, "; ".join(problems))
-        state.deployment_problem = "; ".join(problems)
-        if any(capacity not in replicas for capacity in capacities(pool.spec)):
-            return None  # a Deployment could not be created: nothing to size yet
-        for capacity, existing in found.items():  # a spot Deployment after spot was turned off
-            replicas.setdefault(capacity, int((existing.get("spec") or {}).get("replicas") or 0))
-        return replicas
 
     def _blocked(self, state: PoolState) -> None:
         """A pool with no Deployment to size: its status says why (once per reason)."""
@@ -370,7 +323,7 @@ class Scaler:
             now=now,
             backlog_seconds=seconds,
             queued=waiting,
-            arrival_rate=self._arrival_rate(state, now),
+            arrival_rate=self.arrivals.rate(pool.name, now),
             pods=tuple(signal for signal, _, _ in seen),
         )
         decision = decide(signals, pool.spec.policy(), state.memory)
@@ -411,7 +364,8 @@ class Scaler:
                     deployment_name(pool.name, capacity),
                     {"spec": {"replicas": count}},
                 )
-        await self._retire_deployments(pool, plan, records)
+        held = {_capacity(r) for r in records}
+        await rollout.retire(self.kube, pool, plan.replicas, held=held, namespace=self.namespace)
         before, after = sum(current.values()), plan.total
         if after != before:
             state.scaled_at = wall
@@ -419,18 +373,6 @@ class Scaler:
             self.metrics.scale_events.labels(pool.name, str(direction), decision.reason).inc()
         state.pods = len(seen)
         self._report(state, decision=decision, plan=plan, signals=signals, seen=seen, note=note)
-
-    async def _retire_deployments(
-        self, pool: Pool, plan: vic.Plan, records: list[PodRecord]
-    ) -> None:
-        """A Deployment the spec no longer has (spot turned off) goes once it has no pod."""
-        for capacity, count in plan.replicas.items():
-            if capacity in capacities(pool.spec) or count:
-                continue
-            if not any(_capacity(r) is capacity for r in records):
-                await self.kube.delete_deployment(
-                    self.namespace, deployment_name(pool.name, capacity)
-                )
 
     def _release_survivors(self, state: PoolState, records: list[PodRecord], now: float) -> None:
         """Victims still there after the grace (the Deployment removed another) serve again."""
@@ -489,75 +431,9 @@ class Scaler:
             f"pool-status-{pool.name}",
         )
 
-    # Arrivals, and videos waiting at pools nobody declared.
-
-    def _note_arrivals(self, now: float, wall: Any) -> None:
-        window = self.settings.scaling.throughput_window_seconds
-        jobs = self.dispatcher.jobs
-        for uid in jobs.keys() - self._seen:
-            job = jobs[uid]
-            state = self.pools.get(job.spec.pool)
-            age = (wall - job.created).total_seconds()
-            if state is not None and age <= window:
-                state.arrivals.append((now - max(0.0, age), job.estimate))
-        self._seen = set(jobs)
-        for state in self.pools.values():
-            while state.arrivals and state.arrivals[0][0] < now - window:
-                state.arrivals.popleft()
-
-    def _arrival_rate(self, state: PoolState, now: float) -> float:
-        window = self.settings.scaling.throughput_window_seconds
-        return sum(seconds for at, seconds in state.arrivals if at >= now - window) / window
-
-    def _note_missing_pools(self, now: float) -> None:
-        """Videos queued at a pool that exists nowhere say so (and again once it exists)."""
-        if now - self._started < self.settings.scaling.interval_seconds:
-            return  # the pool watch may not have listed every pool yet
-        known = set(self.pools) | self.dispatcher.pods.pools()
-        missing = set()
-        for name, queue in self.dispatcher.queues.items():
-            if name in known and name not in self._missing:
-                continue  # the usual case: nothing to say, and no walk over its queue
-            jobs = [j for e in queue.waiting() if (j := self.dispatcher.jobs.get(e.uid))]
-            if name in known:  # it exists now: say what the videos wait for
-                for job in jobs:
-                    self.dispatcher.reporter.pool_found(job)
-                continue
-            if not jobs:
-                continue
-            missing.add(name)
-            message = (
-                f"Pool {name!r} does not exist: no AvatarRuntimePool {name!r} in namespace"
-                f" {self.namespace!r} and no runtime pod labelled {POOL_LABEL}={name}."
-                " Waiting for one (deadlineSeconds still applies)."
-            )
-            for job in jobs:
-                self.dispatcher.reporter.pool_missing(job, message)
-        self._missing = missing
-
 
 def _capacity(record: PodRecord) -> Capacity:
     try:
         return Capacity(record.labels.get(CAPACITY_LABEL, Capacity.ON_DEMAND))
     except ValueError:
         return Capacity.ON_DEMAND
-
-
-def _spec_errors(exc: Exception) -> str:
-    """What is wrong with a spec, field by field, as a person reads it."""
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"spec.{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg')}"
-            for error in exc.errors()
-        )
-    return str(exc)
-
-
-def _refusal(name: str, exc: RefusedError, *, creating: bool) -> str:
-    if creating and exc.status == 409:
-        return (
-            f"A Deployment named {name} exists and the operator does not manage it (no label"
-            f" app.kubernetes.io/managed-by={MANAGED_BY}): rename or delete it"
-        )
-    verb = "creating" if creating else "updating the pod template of"
-    return f"The API server refused {verb} Deployment {name}: {exc.message}"

@@ -12,7 +12,10 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from avatar_operator.pools.deployments import Capacity
+from pydantic import ValidationError
+
+from avatar_operator.kube import RefusedError
+from avatar_operator.pools.deployments import MANAGED_BY, Capacity
 from avatar_operator.pools.victims import Plan
 from avatar_operator.resource import format_time
 from avatar_operator.scaling.policy import Decision, Direction, PodSignal, PoolSignals
@@ -97,3 +100,24 @@ def _pod(signal: PodSignal, capacity: Capacity) -> dict[str, Any]:
 def refused(*, generation: int, message: str) -> Patch:
     """A pool the operator cannot run (its spec, or its namespace): says why."""
     return {"observedGeneration": generation, "message": message}
+
+
+def spec_errors(exc: Exception) -> str:
+    """What is wrong with a spec, field by field, as a person reads it."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"spec.{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg')}"
+            for error in exc.errors()
+        )
+    return str(exc)
+
+
+def refusal(name: str, exc: RefusedError, *, creating: bool) -> str:
+    """Why the API server refused a pool's Deployment, and what to do about a taken name."""
+    if creating and exc.status == 409:
+        return (
+            f"A Deployment named {name} exists and the operator does not manage it (no label"
+            f" app.kubernetes.io/managed-by={MANAGED_BY}): rename or delete it"
+        )
+    verb = "creating" if creating else "updating the pod template of"
+    return f"The API server refused {verb} Deployment {name}: {exc.message}"

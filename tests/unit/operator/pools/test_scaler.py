@@ -259,7 +259,7 @@ def _messages(kube: Kube, uid: str) -> list[str]:
 def test_a_video_whose_pool_does_not_exist_says_so_and_waits_until_it_does() -> None:
     async def scenario() -> tuple[Kube, list[str]]:
         scaler, dispatcher, kube, _ = _scaler()
-        scaler._started -= 10  # the pool watch has listed every pool by now
+        scaler.missing.started -= 10  # the pool watch has listed every pool by now
         dispatcher.admit(_video("v1", "nowhere"))
         await scaler.tick()
         await scaler.tick()  # said once
@@ -288,7 +288,7 @@ def test_a_video_whose_pool_does_not_exist_says_so_and_waits_until_it_does() -> 
 def test_a_video_whose_pool_never_appears_fails_after_its_deadline_saying_why() -> None:
     async def scenario() -> Kube:
         scaler, dispatcher, kube, _ = _scaler()
-        scaler._started -= 10
+        scaler.missing.started -= 10
         dispatcher.admit(_video("v1", "nowhere", deadlineSeconds=1))
         await scaler.tick()
         await asyncio.sleep(1.3)
