@@ -1,9 +1,13 @@
 """``make demo``: the whole system on this machine, and one AvatarVideo through it.
 
-``up`` starts the local system (``avatar_devcluster.local_system``: the local
-Kubernetes API, the CRDs, the runtime Deployment whose pods are real runtime
-processes with the embedded engines, the operator as ``kopf run``), applies
-``examples/hello.yaml``, shows its progress and prints where the outputs are.
+``up`` starts the local Kubernetes API (``avatar_devcluster.local_system``) and
+installs the system into it with the real ``helm install`` of charts/avatar-video, the
+chart a GKE user installs, with the dev cluster's overlay
+(charts/avatar-video/values-devcluster.yaml: the pods run as local processes, the
+embedded engines on CPU): the CRDs, the operator (``kopf run``, as the chart's
+Deployment runs it), its RBAC, the runtime token, and the default AvatarRuntimePool,
+whose pods the operator creates and sizes. It then applies ``examples/hello.yaml``,
+shows its progress and prints where the outputs are.
 Everything keeps running for ``kubectl`` afterwards, until ``down``
 (``make demo-stop``).
 """
@@ -19,7 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from avatar_devcluster import stack
-from avatar_devcluster.local_system import LocalSystem
+from avatar_devcluster.local_system import RELEASE, LocalSystem
 from avatar_devcluster.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,17 +33,18 @@ FINISHED = ("Succeeded", "Failed", "Cancelled")
 
 def up(root: Path, *, replicas: int, slots: int, port: int) -> None:
     down(root)
-    system = LocalSystem(root, port=port, detached=True)
+    system = LocalSystem(root, port=port, detached=True, chart=True)
     _portrait(system.buckets)
     with system:
         print(f"Kubernetes API: {system.url}   (KUBECONFIG={system.kubeconfig})")
-        manifest = stack.build_runtime_deployment(
-            buckets=system.buckets, replicas=replicas, slots=slots
+        pool = {"minReplicas": replicas, "maxReplicas": max(replicas, 2), "slotsPerPod": slots}
+        system.install_chart(pool=pool)
+        print(
+            f"helm install {RELEASE} charts/avatar-video -f {_shown(stack.CHART_VALUES)}"
+            f" (release in namespace default; `helm list` with the KUBECONFIG below)"
         )
-        (system.root / "runtime-deployment.json").write_text(json.dumps(manifest))
-        system.create(manifest)
-        system.operator.start()
-        print(f"Operator: kopf run (log {system.operator.log}), metrics {system.metrics_url}")
+        print(f"Operator: the chart's Deployment (logs {system.root / 'cluster' / 'pods'}),"
+              f" metrics {system.metrics_url}")  # fmt: skip
 
         _wait_for_pods(system, replicas)
         system.kubectl("apply", "-f", str(EXAMPLE))
@@ -102,6 +107,8 @@ def _report(system: LocalSystem, status: dict[str, Any]) -> None:
 The system keeps running. Try:
   export KUBECONFIG={system.kubeconfig}
   kubectl get avatarvideos -w
+  kubectl get avatarruntimepools -o wide    # the pool the operator sizes
+  helm list; helm get values {RELEASE}
   kubectl describe avatarvideo hello
   kubectl apply -f examples/invalid-text-and-audio.yaml   # refused by the API, says why
   curl -s {system.metrics_url} | grep avatar_operator_
@@ -117,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down"])
     parser.add_argument("--dir", type=Path, default=Path("out/demo"))
-    parser.add_argument("--replicas", type=int, default=2, help="runtime pods (default 2)")
+    parser.add_argument("--replicas", type=int, default=2, help="the pool's minimum pods (2)")
     parser.add_argument("--slots", type=int, default=1, help="job slots per pod (default 1)")
     parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     args = parser.parse_args()

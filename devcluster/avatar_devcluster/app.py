@@ -45,7 +45,13 @@ async def _resource(request: web.Request) -> web.StreamResponse:
     cluster = requests.cluster_of(request)
     target = requests.target(request, cluster)
     if request.method == "GET" and not target.name and requests.watching(request):
-        requests.note(request, verb="watch", target=target.rt.plural)
+        requests.note(
+            request,
+            verb="watch",
+            target=target.rt.plural,
+            namespace=target.namespace,
+            group=target.rt.group,
+        )
         return await watches.stream(request, cluster, target, bookmark_seconds=_BOOKMARK_SECONDS)
     return await objects.answer(request, cluster, target)
 
@@ -68,12 +74,16 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return web.json_response(internal.status(), status=500)
 
 
-def create_app(store: Store, *, pod_logs: Path | None = None) -> web.Application:
-    """The API, with the controllers a cluster runs: the kubelet and Deployments."""
+def create_app(
+    store: Store, *, pod_logs: Path | None = None, server: str | None = None
+) -> web.Application:
+    """The API, with the controllers a cluster runs: the kubelet and Deployments.
+
+    ``server``: the API's own URL, which pods that talk to the API are given."""
     app = web.Application(middlewares=[_errors], client_max_size=8 * 1024 * 1024)
     cluster = app[CLUSTER] = Cluster(store)
     logs = pod_logs or Path(tempfile.gettempdir()) / "avatar-devcluster-pods"
-    kubelet = Kubelet(cluster, log_dir=logs)
+    kubelet = Kubelet(cluster, log_dir=logs, server=server)
 
     async def controllers(_: web.Application) -> AsyncIterator[None]:
         tasks = [
@@ -108,7 +118,8 @@ async def serving(
     store: Store, *, host: str, port: int, pod_logs: Path | None = None
 ) -> AsyncIterator[web.AppRunner]:
     # handler_cancellation: a watch whose client went away ends at once.
-    runner = web.AppRunner(create_app(store, pod_logs=pod_logs), access_log=None,
+    server = f"http://{host}:{port}" if port else None
+    runner = web.AppRunner(create_app(store, pod_logs=pod_logs, server=server), access_log=None,
                            shutdown_timeout=1, handler_cancellation=True)  # fmt: skip
     await runner.setup()
     site = web.TCPSite(runner, host, port)

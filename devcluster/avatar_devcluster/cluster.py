@@ -45,7 +45,8 @@ class Cluster:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.registry = Registry()
-        self.client_verbs: dict[tuple[str, str, str], int] = {}
+        self.client_verbs: dict[tuple[str, str, str, str, str, str], int] = {}
+        """(user, client, verb, API group, target, namespace): requests."""
         # Objects whose removal waits for something outside the API (a pod's process to
         # end): deleting them only sets deletionTimestamp, like a finalizer would.
         self.held: set[Key] = set()
@@ -244,11 +245,22 @@ class Cluster:
         }  # fmt: skip
         return crd
 
-    def note(self, *, client: str, verb: str, target: str) -> None:
-        """Which client used which verb on what: the chart's RBAC is checked against this."""
-        key = (client, verb, target)
+    def note(
+        self,
+        *,
+        client: str,
+        verb: str,
+        target: str,
+        namespace: str = "",
+        user: str = "",
+        group: str = "",
+    ) -> None:
+        """Which client used which verb on what, where (namespace; "" for the cluster or all
+        namespaces), as whom: the chart's RBAC is checked against this."""
+        key = (user, client, verb, group, target, namespace)
         if key not in self.client_verbs:
-            log.info("client %s %s %s", client, verb, target, extra={"client": client})
+            log.info("client %s %s %s %s in %r", user or "-", client, verb, target, namespace,
+                     extra={"client": client})  # fmt: skip
         self.client_verbs[key] = self.client_verbs.get(key, 0) + 1
 
 

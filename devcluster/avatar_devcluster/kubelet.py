@@ -23,11 +23,12 @@ import os
 import re
 import signal
 import socket
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from avatar_devcluster import metadata
+from avatar_devcluster import metadata, mounts
 from avatar_devcluster.cluster import Cluster, Target
 from avatar_devcluster.store import Change, Key
 
@@ -61,9 +62,11 @@ def expand(text: str, env: dict[str, str]) -> str:
 
 
 class Kubelet:
-    def __init__(self, cluster: Cluster, *, log_dir: Path) -> None:
+    def __init__(self, cluster: Cluster, *, log_dir: Path, server: str | None = None) -> None:
+        """``server``: the API's URL, for pods that mount their service account's token."""
         self.cluster = cluster
         self.log_dir = log_dir
+        self.server = server
         self._processes: dict[Key, asyncio.subprocess.Process] = {}
         self._terminating: set[Key] = set()
         self._addresses: dict[Key, str] = {}
@@ -125,7 +128,9 @@ class Kubelet:
             self._addresses[key] = address
         return self._addresses[key]
 
-    def _env(self, pod: Obj, container: Obj, address: str) -> dict[str, str]:
+    def _env(
+        self, pod: Obj, container: Obj, address: str, volumes: dict[str, Path]
+    ) -> dict[str, str]:
         meta = pod["metadata"]
         fields = {
             "status.podIP": address,
@@ -136,10 +141,17 @@ class Kubelet:
             "spec.nodeName": "devcluster",
         }
         env = dict(os.environ)  # PATH and the virtualenv come from the dev cluster's own
+        # The node's "image" is the dev cluster's virtualenv: `kopf`, `avatar-runtime` resolve.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env.pop("KUBECONFIG", None)
+        config = mounts.service_account_kubeconfig(pod, self.log_dir.parent / "accounts",
+                                                   self.server)  # fmt: skip
+        if config is not None:
+            env["KUBECONFIG"] = str(config)
         for item in container.get("env") or []:
             name, source = item["name"], item.get("valueFrom") or {}
             if "value" in item:
-                env[name] = expand(str(item["value"]), env)
+                env[name] = mounts.mapped(expand(str(item["value"]), env), volumes)
             elif "fieldRef" in source:
                 env[name] = fields.get(source["fieldRef"].get("fieldPath", ""), "")
             elif "secretKeyRef" in source or "configMapKeyRef" in source:
@@ -168,9 +180,12 @@ class Kubelet:
         ports = [int(p["containerPort"]) for p in container.get("ports") or []
                  if str(p.get("containerPort", "")).isdigit()]  # fmt: skip
         address = self._address(key, ports)
-        env = self._env(pod, container, address)
-        argv = [expand(str(a), env) for a in (container.get("command") or [])]
-        argv += [expand(str(a), env) for a in (container.get("args") or [])]
+        volumes = mounts.volumes(
+            self.cluster.store, pod, container, self.log_dir.parent / "volumes"
+        )
+        env = self._env(pod, container, address, volumes)
+        words = [*(container.get("command") or []), *(container.get("args") or [])]
+        argv = [mounts.mapped(expand(str(a), env), volumes) for a in words]
         if not argv:
             await self._set_status(key, phase="Failed", address=address, ready=False,
                                    reason="the container has no command")  # fmt: skip

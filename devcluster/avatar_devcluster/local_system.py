@@ -42,6 +42,7 @@ import httpx
 import yaml
 
 from avatar_devcluster import controllers, kubeconfig, running, stack
+from avatar_devcluster.helm import Helm
 from avatar_devcluster.kubectl import Kubectl
 from avatar_devcluster.waiting import wait_until
 from avatar_operator import settings
@@ -49,6 +50,7 @@ from avatar_operator import settings
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
 RUNTIME_NAMESPACE = "default"
+RELEASE = "avatar"  # the chart's release, with ``chart``
 STOP_SECONDS = 30.0  # SIGTERM, then this long before SIGKILL
 # Where the harness creates what it starts (kubectl needs no discovery for these).
 _COLLECTIONS = {
@@ -142,11 +144,14 @@ class LocalSystem:
         pinning: Pinning | None = None,
         in_memory: bool = False,
         detached: bool = False,
+        chart: bool = False,
     ) -> None:
         """``token``: shared by the operator and the runtime pods (default: a random one);
         ``port``: the API's (default: a free one); ``operator_env``: more operator
         settings (``AVATAR_OPERATOR_*``); ``operator_profile``: cProfile the operator
-        into this file; ``detached``: leaving the block stops nothing."""
+        into this file; ``detached``: leaving the block stops nothing; ``chart``: the Helm
+        chart installs the CRDs, the token and the operator (``install_chart``), as on GKE,
+        and ``operator`` is not used."""
         self.root = root.absolute()
         self.kubeconfig = self.root / "kubeconfig"
         self.buckets = self.root / "buckets"
@@ -155,6 +160,8 @@ class LocalSystem:
         self.port = port or running.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.metrics_port = running.free_port()
+        self.health_port = running.free_port()
+        self.chart = chart
         cluster = self.root / "cluster"
         self._verbs = cluster / "verbs.json"
         self.cluster = Program(
@@ -212,9 +219,10 @@ class LocalSystem:
         self.cluster.start()
         try:
             wait_until(self._cluster_up, timeout=60, every=0.1, what=f"the API at {self.url}")
-            for path in sorted(CRDS.glob("*.yaml")):
-                self.create(*(d for d in yaml.safe_load_all(path.read_text()) if d))
-            self.create(stack.build_token_secret(self.token, namespace=RUNTIME_NAMESPACE))
+            if not self.chart:
+                for path in sorted(CRDS.glob("*.yaml")):
+                    self.create(*(d for d in yaml.safe_load_all(path.read_text()) if d))
+                self.create(stack.build_token_secret(self.token, namespace=RUNTIME_NAMESPACE))
         except BaseException:
             self.stop()
             raise
@@ -263,6 +271,46 @@ class LocalSystem:
             namespace = manifest["metadata"].get("namespace", "default")
             path = _COLLECTIONS[manifest["kind"]].format(namespace=namespace)
             self.api.post(path, json=manifest).raise_for_status()
+
+    @property
+    def helm(self) -> Helm:
+        """The real helm, pointed at this system (its own configuration under ``root``)."""
+        return Helm(self.kubeconfig, home=self.root / "helm")
+
+    def install_chart(
+        self,
+        *,
+        release: str = RELEASE,
+        pool: Mapping[str, Any] | None = None,
+        operator_settings: Mapping[str, Mapping[str, Any]] | None = None,
+        upgrade: bool = False,
+        extra_args: Sequence[str] = (),
+    ) -> str:
+        """``helm install`` (or ``upgrade``) of charts/avatar-video with the dev cluster's
+        overlay, into the runtime namespace; helm's output (the chart's NOTES)."""
+        values = stack.build_chart_values(
+            buckets=self.buckets,
+            metrics_port=self.metrics_port,
+            health_port=self.health_port,
+            pool=pool,
+            operator_settings=operator_settings,
+        )
+        path = self.root / "chart-values.yaml"
+        path.write_text(yaml.safe_dump(values, sort_keys=False))
+        verb = ["upgrade"] if upgrade else ["install"]
+        return self.helm(
+            *verb, release, str(stack.CHART), "--namespace", RUNTIME_NAMESPACE,
+            "-f", str(stack.CHART_VALUES), "-f", str(path), *extra_args,
+        )  # fmt: skip
+
+    def operator_pods(self) -> list[dict[str, Any]]:
+        """The chart's operator pods (``chart``): one, or none while it is replaced."""
+        answer = self.api.get(
+            f"/api/v1/namespaces/{RUNTIME_NAMESPACE}/pods",
+            params={"labelSelector": "app.kubernetes.io/component=operator"},
+        )
+        pods: list[dict[str, Any]] = answer.raise_for_status().json()["items"]
+        return pods
 
     @property
     def kubectl(self) -> Kubectl:

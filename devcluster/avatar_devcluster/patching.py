@@ -12,7 +12,7 @@ the strategic merge, with its table of merge keys per kind, is ``strategic_merge
 
 It is pure: no HTTP and no storage. The server calls :func:`apply_patch` with the stored
 object and the request body, and turns a :class:`PatchError` into a ``metav1.Status``.
-Server-side apply (``application/apply-patch+yaml``) is not supported.
+Server-side apply (``application/apply-patch+yaml``) is ``applying``'s: it also creates.
 """
 
 from __future__ import annotations
@@ -49,7 +49,16 @@ APPLY_PATCH: Final = "application/apply-patch+yaml"
 
 #: API groups whose kinds are compiled into kube-apiserver; the rest are custom resources.
 BUILTIN_GROUPS: Final = frozenset(
-    {"", "apps", "coordination.k8s.io", "events.k8s.io", "apiextensions.k8s.io"}
+    {
+        "",
+        "apps",
+        "coordination.k8s.io",
+        "events.k8s.io",
+        "apiextensions.k8s.io",
+        "networking.k8s.io",
+        "policy",
+        "rbac.authorization.k8s.io",
+    }
 )
 
 #: kube-apiserver refuses JSON patches with more operations (413).
@@ -81,8 +90,7 @@ def apply_patch(
     accepted = patch_types_for(group)
     if media_type == APPLY_PATCH:
         raise PatchError(
-            415,
-            "server-side apply is not supported by the devcluster: " + unknown_format(accepted),
+            415, "server-side apply is the route's (applying.apply): " + unknown_format(accepted)
         )
     if media_type not in accepted:
         raise PatchError(415, unknown_format(accepted))

@@ -123,6 +123,25 @@ BUILTINS: tuple[ResourceType, ...] = (
     _builtin("apps", "v1", "deployments", "Deployment", short=("deploy",), status=True, scale=True),
     _builtin("events.k8s.io", "v1", "events", "Event", short=("ev",)),
     _builtin("coordination.k8s.io", "v1", "leases", "Lease"),
+    # What the Helm chart installs besides (stored and served; nothing enforces them here:
+    # the dev cluster checks no permission, disruption budget or network policy).
+    _builtin(
+        "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", short=("pvc",), status=True
+    ),
+    _builtin(
+        "policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short=("pdb",), status=True
+    ),
+    _builtin("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short=("netpol",)),
+    _builtin("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    _builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    _builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
+    _builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        namespaced=False,
+    ),
     # kopf's peering objects (kopf coordinates several operator instances through them).
     _builtin("kopf.dev", "v1", "kopfpeerings", "KopfPeering"),
     _builtin("kopf.dev", "v1", "clusterkopfpeerings", "ClusterKopfPeering", namespaced=False),

@@ -56,8 +56,16 @@ async def serve_forever(
         if verbs is not None:
             counts = runner.app[app.CLUSTER].client_verbs
             rows = [
-                {"client": c, "verb": v, "target": t, "requests": n}
-                for (c, v, t), n in sorted(counts.items())
+                {
+                    "user": u,
+                    "client": c,
+                    "verb": v,
+                    "group": g,
+                    "target": t,
+                    "namespace": ns,
+                    "requests": n,
+                }
+                for (u, c, v, g, t, ns), n in sorted(counts.items())
             ]
             verbs.parent.mkdir(parents=True, exist_ok=True)
             verbs.write_text(json.dumps(rows, indent=1))

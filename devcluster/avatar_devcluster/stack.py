@@ -147,6 +147,34 @@ def build_runtime_deployment(
     }
 
 
+CHART = Path(__file__).resolve().parents[2] / "charts" / "avatar-video"
+CHART_VALUES = CHART / "values-devcluster.yaml"
+"""The chart's overlay for the dev cluster: pods as local processes, embedded engines."""
+
+
+def build_chart_values(
+    *,
+    buckets: Path,
+    metrics_port: int,
+    health_port: int,
+    env: Mapping[str, str] | None = None,
+    pool: Mapping[str, Any] | None = None,
+    operator_settings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """What this machine adds to ``CHART_VALUES``: the operator's ports (its process binds
+    them on every address, so they must be free here), the pods' local buckets, more of
+    the pool's values (``pool``) and operator settings by group (``operator_settings``)."""
+    variables = [{"name": k, "value": v} for k, v in _local_env(buckets, env).items()]
+    return {
+        "operator": {
+            "metricsPort": metrics_port,
+            "healthPort": health_port,
+            "settings": {k: dict(v) for k, v in (operator_settings or {}).items()},
+        },
+        "pool": {"env": variables, **(pool or {})},
+    }
+
+
 def build_operator_command(namespaces: Sequence[str] = ()) -> list[str]:
     """``kopf run`` of the operator, as its container runs it (all namespaces by default)."""
     scope = [f"--namespace={n}" for n in namespaces] or ["--all-namespaces"]

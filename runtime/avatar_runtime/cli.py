@@ -3,7 +3,8 @@
 ``render`` runs exactly what a runtime pod runs for a job, on the engines the
 settings name, and prints a JSON summary with ``--json`` for scripts and
 benchmarks. Exit codes: 0 done, 2 bad input (fix the request), 3 a failure
-worth retrying, 1 anything else.
+worth retrying, 1 anything else. ``check-models`` checks a model volume as a
+pod does before loading; ``fetch-models`` fills one (once, from a Job).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
@@ -25,6 +26,9 @@ from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.api.jobs import JobSpec
 from avatar_runtime.local_buckets import serve_gs_from
 from avatar_runtime.settings import RuntimeSettings
+
+if TYPE_CHECKING:
+    from avatar_runtime import model_fetch
 
 log = logging.getLogger("avatar_runtime.cli")
 
@@ -77,7 +81,45 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--renderer", choices=["ditto", "embedded"], default="ditto")
     models.add_argument("--whisper", help="a Whisper model under whisper/ (e.g. large-v3)")
     models.add_argument("--json", action="store_true", help="print the findings as JSON")
+    _fetch_parser(commands)
     return parser
+
+
+def _fetch_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fetch = commands.add_parser(
+        "fetch-models",
+        help="fill a model volume from the Hugging Face Hub and GitHub, then check it"
+        " (HF_TOKEN: a token for the gated XTTS-v2; HF_ENDPOINT: a mirror)",
+    )
+    fetch.add_argument("--model-dir", required=True, type=Path, help="the volume's mount point")
+    fetch.add_argument(
+        "--component",
+        action="append",
+        choices=["xtts", "whisper", "ditto"],
+        help="fetch only this (repeatable; default: all three)",
+    )
+    fetch.add_argument(
+        "--whisper",
+        help="faster-whisper model name, into whisper/NAME (default: the name in"
+        " AVATAR_RUNTIME_ENGINES__WHISPER_MODEL, else large-v3)",
+    )
+    fetch.add_argument("--whisper-repo", help="its Hub repository (default: faster-whisper's)")
+    fetch.add_argument(
+        "--ditto-trt", action="store_true", help="also Ditto's TensorRT engines (Ampere and later)"
+    )
+    fetch.add_argument("--ditto-commit", help="Ditto's code at another commit than the pinned one")
+    fetch.add_argument("--ditto-code-sha256", help="SHA-256 of that commit's tar.gz")
+    fetch.add_argument(
+        "--code-base-url", help="where GitHub archives come from (default: codeload.github.com)"
+    )
+    fetch.add_argument(
+        "--revision",
+        action="append",
+        default=[],
+        metavar="COMPONENT=REV",
+        help="Hub revision (branch, tag or commit) of a component (default: main)",
+    )
+    fetch.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
 
 def _spec(args: argparse.Namespace) -> JobSpec:
@@ -239,6 +281,76 @@ def check_models(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_INTERNAL
 
 
+def _fetch_request(args: argparse.Namespace) -> model_fetch.Request:
+    from avatar_runtime.model_fetch import FetchError, Problem, Request, plans
+
+    whisper = args.whisper
+    if whisper is None:  # the model a pod of these settings would load from the volume
+        configured = RuntimeSettings().engines.whisper_model
+        whisper = configured if configured and "/" not in configured else plans.DEFAULT_WHISPER
+    revisions = []
+    for item in args.revision:
+        component, sep, revision = item.partition("=")
+        if not sep or not revision:
+            raise FetchError(Problem.BAD_OPTION, f"--revision wants COMPONENT=REV, not {item!r}")
+        revisions.append((component, revision))
+    return Request(
+        model_dir=args.model_dir,
+        components=tuple(args.component or plans.COMPONENTS),
+        whisper=whisper,
+        whisper_repo=args.whisper_repo,
+        ditto_trt=args.ditto_trt,
+        ditto_commit=args.ditto_commit or plans.DITTO_CODE_COMMIT,
+        ditto_code_sha256=args.ditto_code_sha256,
+        code_base_url=args.code_base_url or plans.CODE_BASE_URL,
+        revisions=tuple(revisions),
+    )
+
+
+def fetch_models(args: argparse.Namespace) -> int:
+    """Fill the volume; exit 0 when the final check passes, else a one-line reason (no traceback).
+
+    Exit 3 where trying again may help (hub unreachable, a checksum that differs),
+    2 for what the user must fix (a token, a name), 1 otherwise (disk full, check failed).
+    """
+    from avatar_runtime import model_fetch
+    from avatar_runtime.model_fetch import Problem
+
+    def show(placed: model_fetch.Placed) -> None:
+        if not args.json:
+            print(
+                f"{placed.outcome.value:<8} {placed.path}  ({placed.size / 1e6:.1f} MB)", flush=True
+            )
+
+    try:
+        result = model_fetch.fill(model_fetch.build(_fetch_request(args)), progress=show)
+    except model_fetch.FetchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        if args.json:
+            failure = {"ok": False, "problem": error.problem.value, "message": error.message}
+            print(json.dumps(failure, indent=2))
+        if error.problem.retriable:
+            return EXIT_RETRIABLE
+        user_to_fix = {Problem.NOT_AUTHORISED, Problem.NOT_FOUND, Problem.BAD_OPTION}
+        return EXIT_BAD_INPUT if error.problem in user_to_fix else EXIT_INTERNAL
+    fetched = [p for p in result.placed if p.outcome is model_fetch.Outcome.FETCHED]
+    if args.json:
+        summary = {
+            "ok": True,
+            "model_dir": str(args.model_dir),
+            "commits": result.commits,
+            "files": [
+                {"path": p.path, "outcome": p.outcome.value, "size": p.size} for p in result.placed
+            ],
+        }
+        print(json.dumps(summary, indent=2))
+    else:
+        size = sum(p.size for p in fetched)
+        print(f"fetched {len(fetched)} of {len(result.placed)} ({size / 1e9:.2f} GB)")
+        print(result.report.summary())
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # A pod's logs go to a collector (JSON lines); a person at a terminal reads text.
@@ -249,4 +361,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "check-models":
         return check_models(args)
+    if args.command == "fetch-models":
+        return fetch_models(args)
     return serve(args) if pod else render(args)

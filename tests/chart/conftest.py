@@ -1,7 +1,8 @@
 """The chart rendered once per set of values the tests look at, by the real helm.
 
 Scenarios: the defaults; values-gke-l4.yaml (GCS bucket, spot, monitors); namespaced mode
-(two watched namespaces); a CPU pool without a model volume (as the local system runs).
+(two watched namespaces); the model-fetch Job on a claim and on a bucket; a CPU pool
+without a model volume (as the local system runs).
 """
 
 from __future__ import annotations
@@ -18,6 +19,20 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "namespaced": {
         "values": [helm.GKE_VALUES],
         "set_json": {"operator.watchNamespaces": ["team-a", "team-b"]},
+    },
+    "model-fetch": {
+        "set_json": {
+            "modelFetch": {
+                "enabled": True,
+                "hfTokenSecret": {"name": "hf-token"},
+                "whisperModel": "medium",
+                "dittoTensorRT": True,
+            },
+        }
+    },
+    "model-fetch-gcs": {
+        "values": [helm.GKE_VALUES],
+        "set_json": {"modelFetch": {"enabled": True}},
     },
     "cpu-pool": {
         "set_json": {

@@ -205,6 +205,14 @@ def test_a_cpu_pool_without_a_model_volume_has_no_gpu_placement(
         ({"modelVolume": {"type": "none"}}, "xtts and ditto read their weights"),
         ({"pool": {"spot": {"enabled": True, "onDemandFloor": 9}}}, "onDemandFloor must not"),
         ({"pool": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas must not exceed"),
+        (
+            {
+                "modelFetch": {"enabled": True},
+                "modelVolume": {"type": "none"},
+                "pool": {"engines": {"tts": "piper", "renderer": "embedded"}},
+            },
+            "the Job fills a model volume",
+        ),
     ],
 )
 def test_values_that_cannot_work_fail_with_a_message(
@@ -222,3 +230,40 @@ def test_notes_tell_the_next_step(helm_binary: str) -> None:
     assert "kubectl apply -f examples/hello.yaml" in notes
     assert "kubectl get av -w" in notes
     assert "gs://my-avatar-models" in notes
+
+
+def test_the_model_fetch_job_writes_the_volume_the_pool_reads(
+    renderings: dict[str, helm.Rendered],
+) -> None:
+    """`avatar-runtime fetch-models` into the same claim the pool mounts read-only, with the
+    Hugging Face token from its Secret; no Job unless asked for."""
+    assert renderings["default"].of_kind("Job") == []
+    rendered = renderings["model-fetch"]
+    job = rendered.one("Job")
+    assert job["metadata"]["name"].endswith("-fetch-models-1")  # one per revision
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["avatar-runtime"]
+    assert container["args"] == ["fetch-models", "--model-dir", "/models", "--whisper", "medium",
+                                 "--ditto-trt"]  # fmt: skip
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
+    assert env["HF_HOME"]["value"].startswith("/tmp/")  # the root filesystem is read-only
+    claim = rendered.one("PersistentVolumeClaim")["metadata"]["name"]
+    models = next(v for v in pod["volumes"] if v["name"] == "models")
+    assert models["persistentVolumeClaim"] == {"claimName": claim}  # written, not read-only
+    assert (
+        rendered.one("AvatarRuntimePool")["spec"]["modelVolume"]["persistentVolumeClaim"] == claim
+    )
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_the_model_fetch_job_on_a_bucket_gets_the_fuse_sidecar(
+    renderings: dict[str, helm.Rendered],
+) -> None:
+    job = renderings["model-fetch-gcs"].one("Job")["spec"]["template"]
+    assert job["metadata"]["annotations"]["gke-gcsfuse/volumes"] == "true"
+    models = next(v for v in job["spec"]["volumes"] if v["name"] == "models")
+    assert models["csi"]["driver"] == "gcsfuse.csi.storage.gke.io"
+    assert models["csi"].get("readOnly") is not True
+    assert "HF_TOKEN" not in {e["name"] for e in job["spec"]["containers"][0]["env"]}

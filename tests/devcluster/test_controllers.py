@@ -114,3 +114,58 @@ def test_deleting_the_owner_of_a_deployment_takes_it_its_pods_and_their_processe
     )
     wait_until(lambda: pods(kubectl) == [], timeout=30, what="its pods to go")
     wait_until(lambda: not any(alive(pid) for pid in pids), timeout=30, what="their processes")
+
+
+def _rollout_samples(
+    kubectl: Kubectl, *, until_hash_changes_from: set[str], deleting_too: bool = False
+) -> list[list[Any]]:
+    """Each pod's (template hash, ready) every 0.1 s until all pods are new and ready; pods
+    being deleted only with ``deleting_too`` (Kubernetes counts them against neither the
+    surge nor the replicas)."""
+    samples: list[list[Any]] = []
+
+    def done() -> bool:
+        now = pods(kubectl)
+        samples.append([(_template(p), _ready(p)) for p in now
+                        if deleting_too or not p["metadata"].get("deletionTimestamp")])  # fmt: skip
+        return len(now) == 2 and all(
+            _template(p) not in until_hash_changes_from and _ready(p) for p in now
+        )
+
+    wait_until(done, timeout=60, every=0.1, what="the new template's pods to be ready")
+    return samples
+
+
+def _template(pod: dict[str, Any]) -> str:
+    return str(pod["metadata"]["labels"]["pod-template-hash"])
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def test_a_template_change_rolls_out_without_fewer_ready_pods_than_replicas(
+    kubectl: Kubectl,
+) -> None:
+    """RollingUpdate, Kubernetes' defaults: 25% surge rounds up to 1, 25% unavailable down to
+    0 at 2 replicas, so a new pod is ready before each old one goes."""
+    kubectl.apply(DEPLOYMENT.replace("replicas: 0", "replicas: 2"))
+    old = {_template(p) for p in _ready_pods(kubectl, 2)}
+    kubectl("set", "env", "deployment/web", "VERSION=2")
+    samples = _rollout_samples(kubectl, until_hash_changes_from=old)
+    assert min(sum(ready for _, ready in sample) for sample in samples) >= 2
+    assert max(len(sample) for sample in samples) <= 3  # at most one surge pod at a time
+    assert any(any(h not in old for h, _ in s) and any(h in old for h, _ in s) for s in samples)
+
+
+def test_recreate_starts_new_pods_only_once_every_old_one_is_gone(kubectl: Kubectl) -> None:
+    """The operator's Deployment is Recreate: two operators must never run at once."""
+    doc = yaml.safe_load(DEPLOYMENT.replace("replicas: 0", "replicas: 2"))
+    doc["spec"]["strategy"] = {"type": "Recreate"}
+    kubectl.apply(json.dumps(doc))
+    old = {_template(p) for p in _ready_pods(kubectl, 2)}
+    kubectl("set", "env", "deployment/web", "VERSION=2")
+    samples = _rollout_samples(kubectl, until_hash_changes_from=old, deleting_too=True)
+    mixed = [s for s in samples if {h in old for h, _ in s} == {True, False}]
+    assert mixed == []

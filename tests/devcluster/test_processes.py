@@ -11,6 +11,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
+
 from avatar_devcluster.kubectl import Kubectl
 from avatar_devcluster.waiting import wait_until
 
@@ -173,3 +176,56 @@ def test_a_pod_never_gets_an_address_where_another_process_holds_its_port(
         assert address not in taken
         with urllib.request.urlopen(f"http://{address}:{port}/", timeout=5) as answer:
             assert answer.status == 200
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def _served_secret_pod(*, automount: bool) -> str:
+    """A pod serving its Secret volume's directory over HTTP, as the chart's operator reads
+    its token file from a mount."""
+    doc = yaml.safe_load(DEPLOYMENT.replace("replicas: 0", "replicas: 1"))
+    spec = doc["spec"]["template"]["spec"]
+    spec["serviceAccountName"] = "reader"
+    spec["automountServiceAccountToken"] = automount
+    spec["volumes"] = [{"name": "token", "secret": {"secretName": "api-token",
+                        "items": [{"key": "token", "path": "token.txt"}]}}]  # fmt: skip
+    container = spec["containers"][0]
+    container["args"] += ["--directory", "/etc/api"]
+    container["env"].append({"name": "TOKEN_FILE", "value": "/etc/api/token.txt"})
+    container["volumeMounts"] = [{"name": "token", "mountPath": "/etc/api", "readOnly": True}]
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize("automount", [True, False])
+def test_a_pod_reads_its_secret_volume_and_gets_the_api_only_with_its_account_token(
+    kubectl: Kubectl, automount: bool
+) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-token"},
+              "stringData": {"token": "s3cret"}}  # fmt: skip
+    kubectl.apply(json.dumps(secret))
+    kubectl.apply(_served_secret_pod(automount=automount))
+    pod = wait_until(
+        lambda: next(
+            (
+                p
+                for p in pods(kubectl)
+                if p["status"].get("containerStatuses", [{}])[0].get("ready")
+            ),
+            None,
+        ),
+        timeout=30,
+        what="the pod to serve",
+    )
+    address = pod["status"]["podIP"]
+    with urllib.request.urlopen(f"http://{address}:8000/token.txt", timeout=5) as answer:
+        assert answer.read() == b"s3cret"
+    env = _environ(pid_of(pod))
+    assert Path(env["TOKEN_FILE"]).read_text() == "s3cret"  # the mount path, mapped
+    if automount:
+        config = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
+        assert config["users"][0]["user"]["token"] == "system:serviceaccount:default:reader"
+    else:
+        assert "KUBECONFIG" not in env

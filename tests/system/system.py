@@ -53,8 +53,20 @@ class System(LocalSystem):
     """A local system with the tests' token and operator settings, and portraits in
     ``gs://demo/`` (``portrait.png``, ``blank.png`` without a face)."""
 
-    def __init__(self, root: Path, *, operator_env: dict[str, str] | None = None) -> None:
-        super().__init__(root, token=TOKEN, operator_env={**OPERATOR_ENV, **(operator_env or {})})
+    def __init__(
+        self, root: Path, *, operator_env: dict[str, str] | None = None, chart: bool = False
+    ) -> None:
+        super().__init__(
+            root, token=TOKEN, operator_env={**OPERATOR_ENV, **(operator_env or {})}, chart=chart
+        )
+
+    def operator_log(self) -> str:
+        """The operator's log: its process's, or with ``chart`` its pods' (newest last)."""
+        if not self.chart:
+            return self.operator.log_text()
+        logs = sorted((self.root / "cluster" / "pods").glob("*-operator-*.log"),
+                      key=lambda p: p.stat().st_mtime)  # fmt: skip
+        return "".join(p.read_text(errors="replace") for p in logs)
 
     def start(self) -> None:
         super().start()
@@ -102,7 +114,7 @@ class System(LocalSystem):
         def how_it_stands() -> str:
             return (
                 f"{namespace}/{name} {wanted}; now: {self.get(name, namespace).get('status')}\n"
-                f"operator log tail:\n{self.operator.log_text()[-3000:]}"
+                f"operator log tail:\n{self.operator_log()[-3000:]}"
             )
 
         return wait_until(reached, timeout=timeout, what=how_it_stands)

@@ -118,6 +118,9 @@ Checks that fail `helm install` with a message, for what the schema cannot say s
 {{- if and .Values.pool.spot.enabled (gt (int .Values.pool.spot.onDemandFloor) (int .Values.pool.maxReplicas)) }}
 {{- fail "pool.spot.onDemandFloor must not exceed pool.maxReplicas" }}
 {{- end }}
+{{- if and .Values.modelFetch.enabled (eq $volume.type "none") }}
+{{- fail "modelFetch.enabled: the Job fills a model volume; set modelVolume.type to persistentVolumeClaim or gcsBucket" }}
+{{- end }}
 {{- if gt (int .Values.pool.minReplicas) (int .Values.pool.maxReplicas) }}
 {{- fail "pool.minReplicas must not exceed pool.maxReplicas" }}
 {{- end }}

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from avatar_devcluster import patching, tables
+from avatar_devcluster import applying, metadata, patching, tables
 from avatar_devcluster.cluster import Cluster, Target
 from avatar_devcluster.errors import ApiError, not_found
 from avatar_devcluster.routes import media, requests
@@ -32,12 +32,16 @@ async def answer(request: web.Request, cluster: Cluster, target: Target) -> web.
     offers = (media.OBJECT, media.TABLE) if tabular else (media.OBJECT,)
     table = media.negotiate(request, *offers) == media.TABLE
     if method == "GET" and not target.name:
-        requests.note(request, verb="list", target=rt.plural)
+        requests.note(
+            request, verb="list", target=rt.plural, namespace=target.namespace, group=rt.group
+        )
         return _list(request, cluster, target, table=table)
     requests.note(
         request,
         verb=_VERBS.get(method, method),
         target=rt.plural + (f"/{target.subresource}" * bool(target.subresource)),
+        namespace=target.namespace,
+        group=rt.group,
     )
     if target.subresource == "scale":
         return await _scale(request, cluster, target)
@@ -90,9 +94,11 @@ async def _patch(request: web.Request, cluster: Cluster, target: Target) -> web.
     # conflict (the API server applies a patch without a resourceVersion atomically).
     raw = await request.read()
     old = cluster.store.get(target.key)
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+    if content_type.lower() == patching.APPLY_PATCH and not target.subresource:
+        return _apply(request, cluster, target, raw, old)
     if old is None:
         raise not_found(rt.plural, target.name, group=rt.group)
-    content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
     try:
         patched = patching.apply_patch(
             old, raw, content_type=content_type, kind=rt.kind, group=rt.group
@@ -105,6 +111,29 @@ async def _patch(request: web.Request, cluster: Cluster, target: Target) -> web.
             target, patched, dry_run=requests.dry_run(request), strict=requests.strict(request)
         )
     )
+
+
+def _apply(
+    request: web.Request, cluster: Cluster, target: Target, raw: bytes, old: Obj | None
+) -> web.Response:
+    """Server-side apply: create the object, or merge in what the field manager applies."""
+    try:
+        applied = applying.load(raw)
+        name = (applied.get("metadata") or {}).get("name")
+        if name != target.name:
+            raise ApiError(400, "BadRequest", f"the name of the object ({name}) does not match"
+                           f" the name on the URL ({target.name})")  # fmt: skip
+        result = applying.apply(
+            old, applied, manager=request.query.get("fieldManager", ""), now=metadata.now()
+        )
+    except patching.PatchError as exc:
+        raise ApiError(exc.status, exc.reason, exc.message) from None
+    dry_run, strict = requests.dry_run(request), requests.strict(request)
+    if old is None:
+        created = cluster.create(target.rt, result, target.namespace, dry_run=dry_run,
+                                 strict=strict)  # fmt: skip
+        return web.json_response(created, status=201)
+    return web.json_response(cluster.update(target, result, dry_run=dry_run, strict=strict))
 
 
 async def _body(request: web.Request, target: Target) -> Obj:

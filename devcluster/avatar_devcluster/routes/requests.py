@@ -57,10 +57,17 @@ def target(request: web.Request, cluster: Cluster) -> Target:
     return Target(rt=rt, namespace=namespace, name=name, subresource=sub)
 
 
-def note(request: web.Request, *, verb: str, target: str) -> None:
-    """Count the request for its client (the first word of its User-Agent)."""
+def note(
+    request: web.Request, *, verb: str, target: str, namespace: str = "", group: str = ""
+) -> None:
+    """Count the request for its client (the first word of its User-Agent) and its user
+    (a pod's service account, from the token the kubelet gave it; ``mounts``)."""
     client = request.headers.get("User-Agent", "unknown").split(" ")[0]
-    cluster_of(request).note(client=client, verb=verb, target=target)
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    user = token if token.startswith("system:serviceaccount:") else ""
+    cluster_of(request).note(
+        client=client, verb=verb, target=target, namespace=namespace, user=user, group=group
+    )
 
 
 def watching(request: web.Request) -> bool:

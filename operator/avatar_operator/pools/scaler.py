@@ -300,7 +300,6 @@ class Scaler:
         pool, now, wall = state.pool, time.monotonic(), st.now()
         records = self._records(pool)
         self._release_survivors(state, records, now)
-        have = dict(current)
         seen: list[tuple[PodSignal, Capacity, bool]] = []
         for capacity in sorted(current):
             mine = [r for r in records if not r.retiring and _capacity(r) is capacity]
@@ -317,7 +316,8 @@ class Scaler:
             for i in range(current[capacity] - len(mine)):  # asked for, not created yet
                 pending = PodSignal(name=f"{name}/pending-{i + 1}", ready=False)
                 seen.append((pending, capacity, False))
-            have[capacity] = max(current[capacity], len(mine))
+            # Pods beyond the replicas (a rollout's surge pod, a pod on its way out) are the
+            # Deployment's to remove: counting them would retire a new pod as surplus.
         waiting, seconds, _ = backlog
         signals = PoolSignals(
             now=now,
@@ -331,7 +331,7 @@ class Scaler:
         plan = vic.plan(
             pool.spec,
             target=decision.replicas,
-            current=have,
+            current=current,
             pods=[
                 vic.PoolPod(
                     s.name, c, busy=s.busy, ready=s.ready, idle_since=s.idle_since, exists=exists

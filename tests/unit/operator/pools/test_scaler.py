@@ -236,6 +236,31 @@ def test_a_scale_down_retires_marks_and_only_then_removes_the_idle_pod() -> None
     }
 
 
+def test_a_rollouts_surge_pod_is_not_taken_for_a_surplus_pod_and_retired() -> None:
+    """A template change (``helm upgrade``) makes the Deployment run a new pod beside the old
+    one for a while: 2 pods at replicas 1. Neither is the scaler's to remove."""
+
+    async def scenario() -> tuple[Kube, Dispatcher]:
+        scaler, dispatcher, kube, figures = _scaler()
+        scaler.observe("ADDED", _pool(minReplicas=1, maxReplicas=3))
+        await scaler.tick()
+        for name in ("old-pod", "new-pod"):
+            dispatcher.pod_event("ADDED", _pod(name))
+            figures.figures[name] = PodFigures(busy_slots=0, slots=1, throughput=0.25)
+        kube.calls.clear()
+        for _ in range(3):
+            await scaler.tick()
+            await asyncio.sleep(0.6)  # past scaleDownDelaySeconds
+        await dispatcher.background.stop()
+        return kube, dispatcher
+
+    kube, dispatcher = asyncio.run(scenario())
+    assert kube.objects["avatar-runtime-gpu"]["spec"]["replicas"] == 1
+    assert not [a for call, (_, a) in kube.calls if call == "annotate" and DELETION_COST in a]
+    assert not any(p.retiring for p in dispatcher.pods.all())
+    assert kube.pool_statuses[-1]["lastDecision"]["victims"] == []
+
+
 def test_a_pod_is_shielded_from_eviction_when_it_gets_a_job_not_at_the_next_round() -> None:
     async def scenario() -> Kube:
         scaler, dispatcher, kube, _ = _scaler()
