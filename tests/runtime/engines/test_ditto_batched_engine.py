@@ -1,0 +1,357 @@
+"""The batched Ditto engine end to end on the CPU, with small stand-in networks.
+
+Ditto's own network classes cannot run at a useful size on a CI runner (its
+warping network takes seconds a frame on a CPU), and its code is not part of
+this repository, so these tests give the engine small modules of our own with
+the same call signatures and the same contracts: a denoiser that drops its
+audio condition through a module-level ``prob_mask_like`` (as Ditto's does), a
+warp that takes features and two keypoint sets, a decoder to RGB in [0, 1], a
+stitching network. Every stand-in treats batch rows independently, as Ditto's
+networks do in eval mode, so "batched across jobs" must give what "alone"
+gives. ``test_ditto_batched_with_ditto.py`` checks the parts against Ditto's
+real classes where its code is fetched.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from avatar_runtime.engines.ditto_batched import capture
+from avatar_runtime.engines.ditto_batched.diffusion import FoldedSampler
+from avatar_runtime.engines.ditto_batched.engine import (
+    BatchedDittoEngine,
+    EngineSettings,
+    Portrait,
+)
+from avatar_runtime.engines.ditto_batched.keypoints import MOTION_DIM, PortraitMotion
+from avatar_runtime.engines.ditto_batched.networks import DittoNetworks
+
+WIDTH = 12  # audio condition width (Ditto's is 1103)
+FRAMES = 80
+STEPS = 4
+
+
+def _prob_mask_like(shape: tuple[int, ...], prob: float, device: Any) -> torch.Tensor:
+    """Ditto's contract: one keep-probability for the whole batch."""
+    if prob == 1:
+        return torch.ones(shape, device=device, dtype=torch.bool)
+    if prob == 0:
+        return torch.zeros(shape, device=device, dtype=torch.bool)
+    return torch.rand(shape, device=device) < prob
+
+
+MASKS = types.SimpleNamespace(prob_mask_like=capture.per_sample_mask(_prob_mask_like))
+
+
+class Denoiser(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(2 * MOTION_DIM, 32)
+        self.cond = nn.Linear(WIDTH, 32)
+        self.null = nn.Parameter(torch.randn(1, FRAMES, 32))
+        self.time = nn.Linear(1, 32)
+        self.out = nn.Linear(32, MOTION_DIM)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cond_frame: torch.Tensor,
+        cond_embed: torch.Tensor,
+        times: torch.Tensor,
+        cond_drop_prob: Any = 0.0,
+    ) -> torch.Tensor:
+        keep = MASKS.prob_mask_like((x.shape[0],), 1 - cond_drop_prob, device=x.device)
+        h = self.inp(torch.cat([x, cond_frame[:, None].expand(-1, x.shape[1], -1)], -1))
+        h = h + torch.where(keep[:, None, None], self.cond(cond_embed), self.null)
+        h = h + self.time(times.float()[:, None, None] / 1000)
+        out: torch.Tensor = self.out(torch.tanh(h)) * 0.1
+        return out
+
+    def guided_forward(
+        self,
+        x: torch.Tensor,
+        cond_frame: torch.Tensor,
+        cond: torch.Tensor,
+        t: torch.Tensor,
+        w: float,
+    ) -> torch.Tensor:
+        unguided = self.forward(x, cond_frame, cond, t, cond_drop_prob=1)
+        guided = self.forward(x, cond_frame, cond, t, cond_drop_prob=0)
+        return unguided + (guided - unguided) * w
+
+
+class StandinLMDM(nn.Module):
+    """Ditto's ``LMDM`` attributes the sampler reads, with a small schedule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.motion_feat_dim, self.audio_feat_dim, self.seq_frames = MOTION_DIM, WIDTH, FRAMES
+        self.model = Denoiser()
+        self.guidance_weight = 2
+        self.register_buffer("alphas_cumprod", torch.linspace(0.999, 0.01, 1000))
+        self.sampling_timesteps: int | None = None
+
+    def maybe_clip(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def predict_noise_from_start(
+        self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor
+    ) -> torch.Tensor:
+        a = self.get_buffer("alphas_cumprod")[t].reshape(-1, 1, 1)
+        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+    def setup(self, steps: int) -> None:
+        self.sampling_timesteps = steps
+        times = list(reversed(torch.linspace(-1, 999, steps + 1).int().tolist()))
+        self.time_pairs = list(itertools.pairwise(times))
+        generator = torch.Generator().manual_seed(99)
+        self.time_cond_list = [torch.full((1,), t, dtype=torch.long) for t, _ in self.time_pairs]
+        self.alpha_next_sqrt_list = [torch.tensor(0.9) for _ in range(steps)]
+        self.c_list = [torch.tensor(0.3) for _ in range(steps)]
+        self.sigma_list = [torch.tensor(0.1) for _ in range(steps)]
+        shape = (1, FRAMES, MOTION_DIM)
+        self.noise_list = [torch.randn(shape, generator=generator) for _ in range(steps)]
+
+    def unfolded(self, kp: torch.Tensor, aud: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The reference: Ditto's loop shape, one window, guidance as two calls."""
+        for i, (_, time_next) in enumerate(self.time_pairs):
+            t = self.time_cond_list[i]
+            x_start = self.model.guided_forward(x, kp, aud, t, self.guidance_weight)
+            if time_next < 0:
+                return x_start
+            pred_noise = self.predict_noise_from_start(x, t, x_start)
+            noise = self.noise_list[i]
+            x = x_start * self.alpha_next_sqrt_list[i] + self.c_list[i] * pred_noise
+            x = x + self.sigma_list[i] * noise
+        return x
+
+
+class Warp(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(
+        self, feature: torch.Tensor, kp_s: torch.Tensor, kp_d: torch.Tensor
+    ) -> torch.Tensor:
+        shift = (kp_d - kp_s).mean(dim=(1, 2))[:, None, None, None]
+        out: torch.Tensor = self.conv(feature.flatten(1, 2)) * (1 + 5 * shift) + 3 * shift
+        return out
+
+
+class Decoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(nn.functional.interpolate(self.conv(h), scale_factor=2))
+
+
+class Stitch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.mlp = nn.Linear(126, 63)
+
+    def forward(self, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
+        both = torch.cat([kp_source.flatten(1), kp_driving.flatten(1)], dim=1)
+        return kp_driving + 0.05 * torch.tanh(self.mlp(both)).reshape(kp_driving.shape)
+
+
+class Broken(nn.Module):
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("decoder fell over")
+
+
+def _networks(decoder: nn.Module | None = None) -> DittoNetworks:
+    torch.manual_seed(0)
+    return DittoNetworks(
+        lmdm=StandinLMDM().eval(),
+        stitch=Stitch().eval(),
+        warp=Warp().eval(),
+        decoder=(decoder or Decoder()).eval(),
+        undo=lambda: None,
+    )
+
+
+def _portrait(seed: int = 0) -> Portrait:
+    generator = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return scale * torch.randn(*shape, generator=generator)
+
+    info = {
+        "scale": 1 + rand(1, 1, scale=0.05),
+        "pitch": rand(1, 66),
+        "yaw": rand(1, 66),
+        "roll": rand(1, 66),
+        "t": rand(1, 3, scale=0.02),
+        "exp": rand(1, 63, scale=0.02),
+        "kp": rand(1, 63, scale=0.3),
+    }
+    return Portrait(feature=rand(1, 4, 2, 8, 8), motion=PortraitMotion.of(info, device="cpu"))
+
+
+def _cond(frames: int, seed: int) -> torch.Tensor:
+    return torch.randn(frames, WIDTH, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture
+def engine() -> Iterator[BatchedDittoEngine]:
+    settings = EngineSettings(buckets=(1, 2, 4), steps=STEPS, low_water=4, high_water=140)
+    built = BatchedDittoEngine(_networks(), settings)
+    yield built
+    built.close()
+
+
+def _read_all(handles: list[Any]) -> list[list[torch.Tensor]]:
+    out: list[list[torch.Tensor]] = [[] for _ in handles]
+    errors: list[BaseException] = []
+
+    def read(i: int) -> None:
+        try:
+            out[i] = list(handles[i].frames())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(handles))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    if errors:
+        raise errors[0]
+    return out
+
+
+def _alone(engine: BatchedDittoEngine, portrait: Portrait, cond: torch.Tensor, seed: int) -> Any:
+    handle = engine.open_job(portrait, seed=seed)
+    handle.feed(cond)
+    handle.end()
+    return _read_all([handle])[0]
+
+
+def test_the_folded_batched_sampler_gives_each_window_what_it_gives_alone() -> None:
+    lmdm = StandinLMDM().eval()
+    sampler = FoldedSampler(lmdm, steps=STEPS, buckets=(1, 4))
+    generator = torch.Generator().manual_seed(1)
+    kp = torch.randn(3, MOTION_DIM, generator=generator)
+    aud = torch.randn(3, FRAMES, WIDTH, generator=generator)
+    noise = torch.randn(3, FRAMES, MOTION_DIM, generator=generator)
+    together = sampler.sample(kp, aud, noise)
+    with torch.no_grad():
+        for row in range(3):
+            rows = slice(row, row + 1)
+            alone = sampler.sample(kp[rows], aud[rows], noise[rows])
+            reference = lmdm.unfolded(kp[rows], aud[rows], noise[rows])
+            torch.testing.assert_close(together[rows], alone, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(together[rows], reference, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(together[0], together[1], atol=1e-3)  # the rows do differ
+
+
+def test_every_job_gets_its_frames_in_order_and_the_same_as_alone(
+    engine: BatchedDittoEngine,
+) -> None:
+    portraits = [_portrait(1), _portrait(2), _portrait(1)]
+    lengths, seeds = (75, 150, 231), (11, 12, 13)
+    conds = [_cond(n, seed) for n, seed in zip(lengths, seeds, strict=True)]
+    with engine.admitting():  # all three first windows in one motion batch
+        handles = [engine.open_job(p, seed=s) for p, s in zip(portraits, seeds, strict=True)]
+        for handle, cond in zip(handles, conds, strict=True):
+            handle.feed(cond)
+            handle.end()
+    together = _read_all(handles)
+    assert max(engine.batches["motion"]) == 3
+    assert max(engine.batches["frames"]) == 4
+    assert [len(frames) for frames in together] == list(lengths)
+    assert together[0][0].shape == (16, 16, 3)
+    assert together[0][0].dtype == torch.uint8
+    for portrait, cond, seed, frames in zip(portraits, conds, seeds, together, strict=True):
+        alone = _alone(engine, portrait, cond, seed)
+        assert len(alone) == len(frames)
+        difference = (torch.stack(frames).int() - torch.stack(alone).int()).abs()
+        assert int(difference.max()) <= 1  # fp32 on the CPU: at most a rounding step
+        assert float(difference.float().mean()) < 0.01
+    # the frames carry the job: another seed and condition give other frames
+    first = torch.stack(together[0][:75]).float()
+    third = torch.stack(together[2][:75]).float()
+    assert float((first - third).abs().mean()) > 1.0
+    # and they move over the clip
+    assert float((together[1][0].float() - together[1][-1].float()).abs().mean()) > 1.0
+
+
+def test_a_condition_fed_in_pieces_gives_the_frames_it_gives_whole(
+    engine: BatchedDittoEngine,
+) -> None:
+    portrait, cond = _portrait(3), _cond(170, 5)
+    whole = _alone(engine, portrait, cond, 21)
+    handle = engine.open_job(portrait, seed=21)
+    frames: list[torch.Tensor] = []
+    reader = threading.Thread(target=lambda: frames.extend(handle.frames()))
+    reader.start()
+    for start in range(0, 170, 33):
+        handle.feed(cond[start : start + 33])
+    handle.end()
+    reader.join(timeout=60)
+    assert len(frames) == 170
+    assert all(torch.equal(a, b) for a, b in zip(frames, whole, strict=True))
+
+
+def test_a_cancelled_job_ends_and_the_others_carry_on(engine: BatchedDittoEngine) -> None:
+    with engine.admitting():
+        gone = engine.open_job(_portrait(1), seed=1)
+        kept = engine.open_job(_portrait(2), seed=2)
+        gone.feed(_cond(200, 1))
+        kept.feed(_cond(90, 2))
+        kept.end()
+    gone.cancel()
+    frames = _read_all([gone, kept])
+    assert len(frames[0]) < 200
+    assert len(frames[1]) == 90
+
+
+def test_a_failing_network_ends_every_running_job_with_its_error() -> None:
+    engine = BatchedDittoEngine(
+        _networks(decoder=Broken()), EngineSettings(buckets=(1, 2), steps=STEPS)
+    )
+    try:
+        handles = [engine.open_job(_portrait(i), seed=i) for i in range(2)]
+        for handle in handles:
+            handle.feed(_cond(40, 0))
+            handle.end()
+        with pytest.raises(RuntimeError, match="decoder fell over"):
+            _read_all(handles)
+        with pytest.raises(RuntimeError, match="engine failed"):
+            engine.open_job(_portrait(0), seed=0)
+    finally:
+        engine.close()
+
+
+def test_closing_the_engine_ends_a_job_whose_audio_never_ended() -> None:
+    engine = BatchedDittoEngine(_networks(), EngineSettings(buckets=(1, 2), steps=STEPS))
+    handle = engine.open_job(_portrait(0), seed=0)
+    handle.feed(_cond(100, 0))  # one whole window, then the audio stops coming
+    frames: list[torch.Tensor] = []
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            frames.extend(handle.frames())
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    engine.close()
+    reader.join(timeout=30)
+    assert not reader.is_alive()
+    assert len(frames) == 70  # the window the audio covered was still rendered
+    assert [str(e) for e in errors] == ["the batched Ditto engine was closed"]
