@@ -115,7 +115,7 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self.on_queued: Callable[[str], None] = lambda pool: None
         """Called with the pool of each job queued (the scaling loop wakes a pool at zero)."""
-        metrics.watch_pools(self.pool_figures)
+        metrics.watch_pools(self.pool_figures, self.oldest_waiting)
 
     def start(self) -> None:
         self._tasks = [
@@ -359,6 +359,8 @@ class Dispatcher:
     ) -> None:
         finished = st.now()
         self._close(job, phase, finished)
+        if phase is Phase.FAILED:
+            self.metrics.failures.labels(job.spec.pool, str(error.code)).inc()
         await self.reporter.failed(job, error, finished=finished, phase=phase)
         self.timers.ttl(job.ref, job.spec, finished)
 
@@ -416,6 +418,15 @@ class Dispatcher:
                     if entry.uid not in queue:  # dispatched while we were writing
                         continue
                     await self.reporter.position(job, position)
+
+    def oldest_waiting(self) -> dict[str, float]:
+        """Per pool: seconds the longest-waiting video has waited (0: none waits)."""
+        now = time.time()
+        figures = dict.fromkeys(self.pods.pools(), 0.0)
+        for pool, queue in self.queues.items():
+            waiting = queue.waiting()
+            figures[pool] = max(0.0, now - min(e.created for e in waiting)) if waiting else 0.0
+        return figures
 
     def pool_figures(self) -> dict[str, tuple[int, float, int]]:
         """Per pool: jobs waiting, their estimated video seconds, jobs on pods (the gauges)."""

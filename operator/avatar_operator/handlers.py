@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 import kopf
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
 from avatar_operator.dispatcher import Dispatcher
 from avatar_operator.kube import Kube, load_config
@@ -48,6 +48,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     config = OperatorSettings()
     load_config()
     registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # process_start_time_seconds, memory, CPU
     metrics = OperatorMetrics(registry)
     if config.metrics.port:
         start_http_server(config.metrics.port, registry=registry)

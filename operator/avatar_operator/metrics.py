@@ -16,8 +16,13 @@ _JOB_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 class PoolGauges(Collector):
     """Queue depth and backlog, read from the dispatcher when Prometheus scrapes."""
 
-    def __init__(self, read: Callable[[], Mapping[str, tuple[int, float, int]]]) -> None:
+    def __init__(
+        self,
+        read: Callable[[], Mapping[str, tuple[int, float, int]]],
+        oldest: Callable[[], Mapping[str, float]],
+    ) -> None:
         self._read = read
+        self._oldest = oldest
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         depth = GaugeMetricFamily(
@@ -35,9 +40,18 @@ class PoolGauges(Collector):
             depth.add_metric([pool], waiting)
             backlog.add_metric([pool], seconds)
             running.add_metric([pool], on_pods)
+        oldest = GaugeMetricFamily(
+            "avatar_operator_oldest_waiting_seconds",
+            "How long the longest-waiting AvatarVideo of the pool has waited for a slot"
+            " (0 when none waits): the queue wait an alert compares with the pool's target.",
+            labels=["pool"],
+        )
+        for pool, seconds in sorted(self._oldest().items()):
+            oldest.add_metric([pool], seconds)
         yield depth
         yield backlog
         yield running
+        yield oldest
 
 
 class OperatorMetrics:
@@ -59,6 +73,12 @@ class OperatorMetrics:
             "avatar_operator_job_seconds",
             "From an AvatarVideo's creation to its end (any outcome).",
             buckets=_JOB_BUCKETS,
+            registry=registry,
+        )
+        self.failures = Counter(
+            "avatar_operator_failures",
+            "Failed AvatarVideos by pool and error code (the stable codes of the status).",
+            ["pool", "code"],
             registry=registry,
         )
         self.retries = Counter(
@@ -93,6 +113,12 @@ class OperatorMetrics:
             ["pool"],
             registry=registry,
         )
+        self.pool_target_wait = Gauge(
+            "avatar_pool_target_queue_wait_seconds",
+            "The pool's targetQueueWaitSeconds: what the queue wait is sized for.",
+            ["pool"],
+            registry=registry,
+        )
         self.scale_events = Counter(
             "avatar_pool_scale_events",
             "Changes of a pool's replicas, by direction (up, down) and the policy's reason.",
@@ -111,11 +137,16 @@ class OperatorMetrics:
             registry=registry,
         )
 
-    def watch_pools(self, read: Callable[[], Mapping[str, tuple[int, float, int]]]) -> None:
-        self.registry.register(PoolGauges(read))
+    def watch_pools(
+        self,
+        read: Callable[[], Mapping[str, tuple[int, float, int]]],
+        oldest: Callable[[], Mapping[str, float]],
+    ) -> None:
+        self.registry.register(PoolGauges(read, oldest))
 
     def forget_pool(self, pool: str) -> None:
         """A deleted pool's gauges go (its counters stay: they are history)."""
-        for gauge in (self.pool_desired, self.pool_ready, self.pool_starting):
+        for gauge in (self.pool_desired, self.pool_ready, self.pool_starting,
+                      self.pool_target_wait):  # fmt: skip
             with contextlib.suppress(KeyError):
                 gauge.remove(pool)

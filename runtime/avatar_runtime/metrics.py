@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -59,7 +59,11 @@ class RuntimeMetrics:
     """Every series a runtime pod exports, on its own registry."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        if registry is None:
+            registry = CollectorRegistry()
+            # process_start_time_seconds: a pod's restarts show as its changes (an alert).
+            ProcessCollector(registry=registry)
+        self.registry = registry
         r = self.registry
         self.jobs = Counter(
             "avatar_runtime_jobs", "Jobs finished, by outcome.", ["outcome"], registry=r

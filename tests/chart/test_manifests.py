@@ -22,7 +22,9 @@ from avatar_operator.pools.resource import pool_of
 from avatar_operator.settings import PoolSettings
 from tests.chart import helm
 
-CUSTOM_KINDS = {"AvatarRuntimePool", "ServiceMonitor", "PodMonitor"}
+# Custom resources: the pool passes its own CRD below; the rules are promtool-checked
+# (tests/monitoring) and equal to the tested file (test_monitoring.py).
+CUSTOM_KINDS = {"AvatarRuntimePool", "ServiceMonitor", "PodMonitor", "PrometheusRule"}
 POOL_CRD = helm.REPO / "crds" / "avatarruntimepools.avatar.dev.yaml"
 
 

@@ -411,6 +411,7 @@ class Scaler:
             note=note,
         )
         self.metrics.pool_desired.labels(pool.name).set(decision.replicas)
+        self.metrics.pool_target_wait.labels(pool.name).set(pool.spec.target_queue_wait_seconds)
         self.metrics.pool_ready.labels(pool.name).set(patch["readyReplicas"])
         self.metrics.pool_starting.labels(pool.name).set(patch["startingReplicas"])
         key = (decision.replicas, decision.reason)

@@ -6,12 +6,18 @@ parse it too (prometheus_client's own parser) instead of poking at objects.
 
 from __future__ import annotations
 
+import sys
+import types
+
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from avatar_runtime import gpu
 from avatar_runtime.api.jobs import JobResult
 from avatar_runtime.metrics import STAGES, RuntimeMetrics
+from tests.monitoring.promql import GPU_ONLY
 from tests.unit.runtime.factories import STAGE_SECONDS, job_result
 
 
@@ -122,3 +128,34 @@ def test_two_pods_in_one_process_do_not_share_series() -> None:
     first, second = RuntimeMetrics(), RuntimeMetrics()
     first.job_finished("failed")
     assert _value(second, "avatar_runtime_jobs_total", outcome="failed") == 0.0
+
+
+def test_a_gpu_pod_exports_the_gpu_series_the_dashboards_and_alerts_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No GPU here: NVML and torch's CUDA are stood in for, the collector is the real one.
+    These are the names tests/monitoring may use without a CPU scrape showing them."""
+
+    class Cuda:
+        @staticmethod
+        def is_available() -> bool:
+            return True
+
+        @staticmethod
+        def device_count() -> int:
+            return 1
+
+        @staticmethod
+        def memory_allocated(index: int) -> int:
+            return 5 * 2**30
+
+    monkeypatch.setattr(
+        gpu, "memory", lambda: [gpu.GpuMemory(0, "NVIDIA L4", 9 * 2**30, 24 * 2**30)]
+    )
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=Cuda))
+    metrics = RuntimeMetrics()
+    assert _value(metrics, "avatar_runtime_gpu_memory_used_bytes", gpu="0") == 9 * 2**30
+    assert _value(metrics, "avatar_runtime_gpu_memory_total_bytes", gpu="0") == 24 * 2**30
+    assert _value(metrics, "avatar_runtime_torch_memory_allocated_bytes", gpu="0") == 5 * 2**30
+    names = {s.name for s in _samples(metrics)}
+    assert names >= GPU_ONLY
