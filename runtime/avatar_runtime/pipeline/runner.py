@@ -38,7 +38,7 @@ from avatar_runtime.inputs import voice as voice_input
 from avatar_runtime.inputs.fetching import fetch_bytes
 from avatar_runtime.inputs.portrait import decode_portrait
 from avatar_runtime.inputs.speech import clean_text, decode_audio
-from avatar_runtime.pipeline import audio, captions, context, frame_loop, records
+from avatar_runtime.pipeline import alignment, audio, captions, context, frame_loop, records
 from avatar_runtime.pipeline.context import JobContext, ProgressCallback
 from avatar_runtime.pipeline.listening import Heard, Listener, already_heard
 from avatar_runtime.pipeline.speech_feed import SpeechFeed
@@ -136,7 +136,13 @@ class Pipeline:
             files = video.files()
             if spec.captions:
                 path = scratch / "captions.vtt"
-                path.write_text(captions.webvtt(transcript.words, duration=video.seconds))
+                # A text job's captions are its own words, timed by what the ASR heard.
+                said = (
+                    alignment.align(text, transcript.words, duration=video.seconds)
+                    if text is not None
+                    else transcript.words
+                )
+                path.write_text(captions.webvtt(said, duration=video.seconds))
                 files["captions"] = path
             job.enter("upload")
             with timer.stage("upload"):

@@ -54,3 +54,15 @@ def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
         out.setsampwidth(2)
         out.setframerate(rate)
         out.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
+
+
+def speech_span(path: Path, *, threshold: float = 0.02) -> tuple[float, float]:
+    """When speech starts and ends in the MP4's audio (10 ms RMS above ``threshold``)."""
+    with av.open(str(path)) as container:
+        chunks = [f.to_ndarray().mean(axis=0) for f in container.decode(audio=0)]
+        rate = container.streams.audio[0].sample_rate
+    samples = np.concatenate(chunks)
+    hop = rate // 100
+    rms = np.sqrt(np.convolve(samples.astype(np.float64) ** 2, np.ones(hop) / hop, "valid"))
+    loud = np.flatnonzero(rms > threshold)
+    return float(loud[0] / rate), float((loud[-1] + hop) / rate)

@@ -14,7 +14,7 @@ import pytest
 from avatar_runtime.api.jobs import JobResult, JobSpec
 from avatar_runtime.engines.registry import Engines
 from avatar_runtime.pipeline.runner import Pipeline
-from tests.runtime.pipeline.media import decode_mp4, write_wav
+from tests.runtime.pipeline.media import decode_mp4, speech_span, write_wav
 
 TEXT = (
     "Good morning. This short message comes from a talking head that runs on an ordinary"
@@ -76,6 +76,27 @@ def test_captions_are_word_timed_monotonic_and_inside_the_audio(text_job: TextJo
     assert all(0 <= t <= result.video_seconds for t in times)
     spoken = re.sub(r"<[^>]+>", "", " ".join(ln for ln in vtt.splitlines()[2:] if "-->" not in ln))
     assert "morning" in spoken.lower()
+
+
+def test_captions_show_the_requested_words_in_readable_cues_timed_to_the_speech(
+    text_job: TextJob,
+) -> None:
+    """Not what the bundled ASR wrote: the text as typed, cut into cues of at most two lines
+    of 42 characters shown for 0.7 s at least, from when the speech starts to when it ends."""
+    _, out = text_job
+    vtt = (out / "captions.vtt").read_text()
+    blocks = [b.splitlines() for b in vtt.split("\n\n")[1:] if b.strip()]
+    lines = [re.sub(r"<[^>]+>", "", line) for block in blocks for line in block[1:]]
+    assert " ".join(lines).split() == TEXT.split()
+    assert all(1 <= len(block) - 1 <= 2 for block in blocks)
+    assert all(len(line) <= 42 for line in lines)
+    spans = [tuple(_seconds(t) for t in block[0].split(" --> ")) for block in blocks]
+    assert all(end - start >= 0.7 - 1e-3 for start, end in spans[:-1])
+    assert any(line.endswith("Good morning.") for line in lines)  # a sentence ends its cue
+    speech_start, speech_end = speech_span(out / "video.mp4")
+    assert abs(spans[0][0] - speech_start) <= 0.2
+    last_word = max(_seconds(t) for t in re.findall(r"<([\d:.]+)>", vtt))
+    assert speech_start < last_word < speech_end
 
 
 def _seconds(stamp: str) -> float:

@@ -35,8 +35,32 @@ def cues(doc: str) -> list[tuple[float, float, list[float]]]:
 
 
 def test_cues_break_at_sentence_ends_and_pauses() -> None:
+    doc = webvtt(
+        words(("Hello", 0.0, 0.4), ("there.", 0.5, 0.9), ("How", 1.0, 1.3), ("are", 1.3, 1.5),
+              ("you?", 1.5, 1.9), ("Fine", 3.0, 3.4), ("thanks.", 3.4, 3.9)),
+        duration=4.0,
+    )  # fmt: skip
+    assert [(a, b) for a, b, _ in cues(doc)] == [(0.0, 0.9), (1.0, 1.9), (3.0, 3.9)]
+
+
+def test_no_cue_is_shown_for_less_than_a_reading_moment() -> None:
+    """A 0.3 s cue is joined to its neighbour, or held on into the silence after it."""
     doc = webvtt(words(("One.", 0.0, 0.3), ("Two", 0.4, 0.6), ("three", 2.0, 2.3)), duration=3.0)
-    assert [(a, b) for a, b, _ in cues(doc)] == [(0.0, 0.3), (0.4, 0.6), (2.0, 2.3)]
+    assert [(a, b) for a, b, _ in cues(doc)] == [(0.0, 0.7), (2.0, 2.7)]
+    assert "One. <00:00:00.400>Two" in doc
+
+
+def test_a_long_sentence_is_two_lines_cut_at_a_phrase_end() -> None:
+    text = ("When the weather is fine, we walk along the river to the old mill, and then we"
+            " have lunch by the water before we head home.")  # fmt: skip
+    timed = [TimedWord(w, i * 0.3, i * 0.3 + 0.25) for i, w in enumerate(text.split())]
+    doc = webvtt(timed, duration=10.0)
+    blocks = [[line for line in b.split("\n")[1:] if line] for b in doc.split("\n\n")[1:] if b]
+    for lines in blocks:
+        assert 1 <= len(lines) <= 2
+        assert all(len(re.sub(r"<[^>]+>", "", line)) <= 42 for line in lines), lines
+    first = re.sub(r"<[^>]+>", "", " ".join(blocks[0]))
+    assert first.endswith(("fine,", "mill,")), first  # a phrase end, not mid-phrase
 
 
 def test_times_are_monotonic_and_clamped_to_the_audio() -> None:
