@@ -30,6 +30,7 @@ def fetch_bytes(
     max_bytes: int,
     what: str,
     field: str | None = None,
+    too_large: ErrorCode = ErrorCode.DOWNLOAD_TOO_LARGE,
 ) -> bytes:
     """Return the bytes ``source`` points to, at most ``max_bytes`` of them.
 
@@ -37,9 +38,9 @@ def fetch_bytes(
     copied into the ``JobError`` so the status can point at the spec field.
 
     Raises ``JobError`` with URL_INVALID, URL_SCHEME_NOT_ALLOWED, URL_TARGET_FORBIDDEN,
-    INPUT_NOT_FOUND, DOWNLOAD_TOO_LARGE or DOWNLOAD_FAILED.
+    INPUT_NOT_FOUND, ``too_large`` (over ``max_bytes``) or DOWNLOAD_FAILED.
     """
-    named = urls.Source(url=source, what=what, field=field)
+    named = urls.Source(url=source, what=what, field=field, too_large_code=too_large)
     url = urls.checked(source, source=named, settings=settings)
     if url.scheme == "file":
         path = Path(urls.local_path(url, source=named))

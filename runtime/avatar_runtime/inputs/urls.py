@@ -56,6 +56,9 @@ class Source:
     url: str
     what: str
     field: str | None = None
+    too_large_code: ErrorCode = ErrorCode.DOWNLOAD_TOO_LARGE
+    """What a download over the size limit is: the input's own code (``ImageTooLarge`` for a
+    portrait), so a file refused before it is read and one refused as it arrives read alike."""
 
     def error(
         self, code: ErrorCode, reason: str, *, url: str | None = None, retriable: bool | None = None
@@ -69,7 +72,7 @@ class Source:
 
     def too_large(self, max_bytes: int, *, url: str | None = None) -> JobError:
         return self.error(
-            ErrorCode.DOWNLOAD_TOO_LARGE,
+            self.too_large_code,
             f"larger than the limit of {max_bytes} bytes",
             url=url,
         )

@@ -31,6 +31,7 @@ SOUND_FLOOR = 10 ** (-60 / 20)
 _AS_VOICE = {
     ErrorCode.AUDIO_UNREADABLE: ErrorCode.VOICE_UNREADABLE,
     ErrorCode.AUDIO_TOO_LONG: ErrorCode.VOICE_TOO_LONG,
+    ErrorCode.DOWNLOAD_TOO_LARGE: ErrorCode.VOICE_TOO_LONG,  # "over 60 s (or 10 MiB)"
     ErrorCode.AUDIO_SILENT: ErrorCode.VOICE_SILENT,
 }
 
@@ -55,7 +56,12 @@ def resolve(voice: str | None, *, fetch: FetchSettings, limits: Limits) -> Voice
     if voice is None or not is_sample(voice):
         return voice
     data = fetch_bytes(
-        voice, settings=fetch, max_bytes=limits.max_voice_bytes, what="voice sample", field="voice"
+        voice,
+        settings=fetch,
+        max_bytes=limits.max_voice_bytes,
+        what="voice sample",
+        field="voice",
+        too_large=ErrorCode.VOICE_TOO_LONG,  # as decode_voice says it of bytes in hand
     )
     return decode_voice(data, limits=limits)
 

@@ -245,6 +245,7 @@ class Pipeline:
             max_bytes=limits.max_image_bytes,
             what="portrait",
             field="portrait",
+            too_large=ErrorCode.IMAGE_TOO_LARGE,
         )
         image = decode_portrait(data, limits=limits)
         avatar: PreparedAvatar = self.engines.renderer.prepare(image, size=spec.resolution)

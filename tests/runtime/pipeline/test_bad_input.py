@@ -130,14 +130,20 @@ def test_url_to_internal_addresses_is_refused(pipeline: Pipeline, tmp_path: Path
     assert error.code is ErrorCode.URL_TARGET_FORBIDDEN
 
 
-def test_download_over_the_size_limit(engines: Engines, portrait_png: Path, tmp_path: Path) -> None:
+def test_a_portrait_over_the_byte_limit_is_image_too_large_however_it_comes(
+    engines: Engines, portrait_png: Path, tmp_path: Path
+) -> None:
+    """Refused as it is read (here a file; gs:// and https stop the download there): the
+    portrait's own code, as the README's table says, not a generic download error."""
     settings = RuntimeSettings(limits=Limits(max_image_bytes=10_000))
     runner = Pipeline(engines, settings)
     try:
         error = run(runner, tmp_path / "out", portrait=f"file://{portrait_png}")
     finally:
         runner.close()
-    assert error.code is ErrorCode.DOWNLOAD_TOO_LARGE
+    assert error.code is ErrorCode.IMAGE_TOO_LARGE
+    assert error.field == "portrait"
+    assert "10000 bytes" in error.message
 
 
 def test_unintelligible_speech_fails_the_job(

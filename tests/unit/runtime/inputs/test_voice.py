@@ -64,7 +64,7 @@ def test_bad_samples_fail_with_their_own_code_on_the_voice_field(
 def test_an_oversized_file_is_refused_before_decoding() -> None:
     with pytest.raises(JobError) as raised:
         decode_voice(_wav(_talk(5)), limits=Limits(max_voice_bytes=1000))
-    assert raised.value.code == ErrorCode.DOWNLOAD_TOO_LARGE
+    assert raised.value.code == ErrorCode.VOICE_TOO_LONG  # the voice's own code, as documented
 
 
 def test_sound_is_counted_in_frames_above_the_noise_floor() -> None:
