@@ -165,7 +165,8 @@ def _damage(path: Path, kind: Kind) -> str:
     return ""
 
 
-def _sums(directory: Path) -> dict[str, str]:
+def read_sums(directory: Path) -> dict[str, str]:
+    """A component's ``SHA256SUMS`` (``sha256sum`` output) as {relative path: digest}."""
     listing = directory / SUMS
     if not listing.is_file():
         return {}
@@ -201,7 +202,7 @@ def check(model_dir: Path, *, engines: Iterable[str], whisper: str | None = None
         detail = _damage(path, needed.kind)
         if not detail and needed.kind is not Kind.DIR:
             component = model_dir / needed.path.split("/")[0]
-            sums = sums_cache.setdefault(component, _sums(component))
+            sums = sums_cache.setdefault(component, read_sums(component))
             relative = str(path.relative_to(component))
             if relative in sums and _sha256(path) != sums[relative]:
                 detail = f"sha256 differs from {SUMS}"

@@ -64,16 +64,7 @@ def intact(path: Path, expected: Expected) -> Measured | None:
     return None if difference(measured, expected) else measured
 
 
-def read_sums(component_dir: Path) -> dict[str, str]:
-    listing = component_dir / model_volume.SUMS
-    if not listing.is_file():
-        return {}
-    sums = {}
-    for line in listing.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            sums[name.lstrip("*")] = digest.lower()
-    return sums
+read_sums = model_volume.read_sums  # the file the volume's check reads, read one way
 
 
 def record_sums(component_dir: Path, entries: Mapping[str, str]) -> None:
