@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from avatar_devcluster.waiting import wait_until
 from tests.runtime.server.harness import (
     LONG_TEXT,
     SHORT_TEXT,
@@ -40,7 +41,13 @@ def test_a_full_pod_answers_429_and_cancels_what_waits(
         assert int(full.headers["Retry-After"]) >= 1
         assert full.json()["error"]["code"] == "PodFull"
         assert full.json()["error"]["retriable"] is True
-        capacity = api.get("/v1/capacity").json()
+        # The second job takes its slot a moment after it was accepted (a busy machine can
+        # make that moment long): wait for the pod to settle, then it is 2 + 1.
+        capacity = wait_until(
+            lambda: (c := api.get("/v1/capacity").json())["slots_busy"] == 2 and c,
+            timeout=30,
+            what="both slots busy",
+        )
         assert (capacity["slots_busy"], capacity["queue_length"]) == (2, 1)
 
         waiting = api.delete("/v1/jobs/long-2").json()  # the queued one: cancelled at once
