@@ -128,7 +128,7 @@ def test_uninstall_leaves_the_crds_and_the_users_videos(installed: System) -> No
     manifest = installed.helm("get", "manifest", RELEASE, "--namespace", "default")
     (installed.root / "installed-manifest.yaml").write_text(manifest)  # for the RBAC test
     installed.apply(installed.video("kept", text="Still here after the uninstall."))
-    installed.wait_phase("kept", ["Succeeded"], timeout=30)  # a free pod takes it at once
+    installed.wait_phase("kept", ["Succeeded"], timeout=90)
     installed.helm("uninstall", RELEASE, "--namespace", "default")
     crds = installed.kubectl("get", "crd", "-o", "name").stdout.split()
     assert (
