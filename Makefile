@@ -28,6 +28,7 @@ $(STAMP): pyproject.toml
 	# of several GB. The XTTS-v2 tests run on it with random weights.
 	$(BIN)/python -m pip install --quiet -e '.[cpu,xtts,dev]' 'torch==2.13.0'
 	$(BIN)/python scripts/fit_torchaudio.py
+	$(BIN)/python scripts/install_face_landmarker.py
 	touch $(STAMP)
 
 install: $(STAMP)

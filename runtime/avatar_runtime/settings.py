@@ -126,12 +126,31 @@ class EngineSettings(BaseModel):
 
 
 class QualitySettings(BaseModel):
-    """The intelligibility gate: the transcript must match the requested text."""
+    """The intelligibility gate: the transcript must match the requested text. Both sides
+    are normalised first (pipeline/intelligibility.py); a job fails only when both limits
+    are exceeded."""
 
     max_wer: float = Field(
         0.5,
         ge=0.0,
-        description="Fail a text job whose word error rate (heard vs. requested) exceeds this.",
+        description="Word error rate (heard vs. requested) a text job may have; past it the"
+        " job still passes on max_cer.",
+    )
+    max_cer: float = Field(
+        0.4,
+        ge=0.0,
+        description="Character error rate on letters and digits (at least one character of"
+        " slack) a text job may have when its words are over max_wer: tiny.en misspells"
+        " sounds it hears right (parked → park, car → Corps), up to 0.32 on short correct"
+        " sentences, while a different sentence, noise or silence scores 0.64 and up.",
+    )
+    retriable_cer: float = Field(
+        0.6,
+        ge=0.0,
+        description="Past max_cer but within this, IntelligibilityLow is retriable: most"
+        " likely the small ASR mishearing a short text (Piper speaks each attempt anew);"
+        " past it, not retriable, except for a text under 12 letters of which some was"
+        " heard.",
     )
 
 

@@ -18,6 +18,7 @@ import unicodedata
 
 from avatar_runtime.engines.base import TimedWord
 
+_MIN_WORD = 0.08  # seconds: shorter than any spoken word
 _EDGE_PUNCTUATION = re.compile(r"^[^\w$€£¥%]+|[^\w$€£¥%]+$")
 
 
@@ -51,6 +52,12 @@ def align(text: str, heard: list[TimedWord], *, duration: float) -> list[TimedWo
             else:  # said, by the text, where the ASR heard nothing: the gap around it
                 start = heard[j1 - 1].end if j1 > 0 else 0.0
                 end = heard[j1].start if j1 < len(heard) else duration
+                if end - start < _MIN_WORD * (i2 - i1) and out:
+                    # No gap to put them in (the ASR ran them into the word before): share
+                    # that word's time with it.
+                    before = out.pop()
+                    out += _spread([before.text, *words[i1:i2]], before.start, max(end, before.end))
+                    continue
             out += _spread(words[i1:i2], start, max(start, end))
     return out
 

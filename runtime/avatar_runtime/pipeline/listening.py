@@ -15,6 +15,7 @@ from avatar_runtime.api.errors import JobError
 from avatar_runtime.engines.base import ASREngine, Speech, Transcript
 from avatar_runtime.pipeline import audio, intelligibility
 from avatar_runtime.pipeline.context import JobContext
+from avatar_runtime.settings import QualitySettings
 
 Heard = Future[tuple[Transcript, float | None]]
 """The transcript and its word error rate against the text (None for a recording)."""
@@ -23,9 +24,9 @@ Heard = Future[tuple[Transcript, float | None]]
 class Listener:
     """Transcribes a job's speech, now or beside the render; ``close`` when done with it."""
 
-    def __init__(self, asr: ASREngine, *, max_wer: float) -> None:
+    def __init__(self, asr: ASREngine, *, quality: QualitySettings) -> None:
         self._asr = asr
-        self._max_wer = max_wer
+        self._quality = quality
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
 
     def close(self) -> None:
@@ -46,7 +47,14 @@ class Listener:
         assert job.text is not None
         transcript = self.transcribe(speech, job)
         try:
-            wer = intelligibility.check(job.text, transcript.text, max_wer=self._max_wer)
+            wer = intelligibility.check(
+                job.text,
+                transcript.text,
+                language=job.spec.language,
+                max_wer=self._quality.max_wer,
+                max_cer=self._quality.max_cer,
+                retriable_cer=self._quality.retriable_cer,
+            )
         except JobError as error:
             job.fail(error)  # no point finishing a video with the wrong words
             raise

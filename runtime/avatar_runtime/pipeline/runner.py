@@ -58,7 +58,7 @@ class Pipeline:
     def __init__(self, engines: Engines, settings: RuntimeSettings) -> None:
         self.engines = engines
         self.settings = settings
-        self._listener = Listener(engines.asr, max_wer=settings.quality.max_wer)
+        self._listener = Listener(engines.asr, quality=settings.quality)
 
     def close(self) -> None:
         self._listener.close()

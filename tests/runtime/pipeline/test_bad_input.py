@@ -34,7 +34,7 @@ def strict(engines: Engines) -> Iterator[Pipeline]:
     """A pipeline on the same engines with tight limits, to reach them with small inputs."""
     settings = RuntimeSettings(
         limits=Limits(max_text_chars=80, max_audio_seconds=2.0),
-        quality=QualitySettings(max_wer=0.0),
+        quality=QualitySettings(max_wer=0.0, max_cer=0.0, retriable_cer=0.0),
     )
     runner = Pipeline(engines, settings)
     yield runner
@@ -149,7 +149,7 @@ def test_a_portrait_over_the_byte_limit_is_image_too_large_however_it_comes(
 def test_unintelligible_speech_fails_the_job(
     strict: Pipeline, portrait_png: Path, tmp_path: Path
 ) -> None:
-    """Made-up words cannot be heard back exactly; with a WER limit of 0 the job fails."""
+    """Made-up words cannot be heard back exactly; with limits of 0 the job fails."""
     error = run(
         strict, tmp_path / "out", portrait=str(portrait_png), text="Zorblax fnargle quimpet."
     )

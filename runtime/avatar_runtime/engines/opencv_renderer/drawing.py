@@ -1,8 +1,9 @@
 """Draw one frame: open the mouth, close the eyes, move the head.
 
 Only small regions around the mouth and the eyes are warped per frame, with
-``cv2.remap`` on grids prepared once per job, and one affine warp moves the whole
-head; that keeps the renderer well above 150 frames/s at 512x512 on one core.
+``cv2.remap`` on grids prepared once per job, and one affine warp moves the head, blended
+over the still background through a feathered mask of the head and neck; that keeps the
+renderer well above 150 frames/s at 512x512 on one core.
 """
 
 from __future__ import annotations
@@ -18,11 +19,39 @@ from avatar_runtime.engines.opencv_renderer.face import Eye, FaceGeometry
 
 FloatArray = npt.NDArray[np.float32]
 
-# Inside of the mouth, teeth and tongue (RGB).
-_CAVITY = np.array([74, 32, 30], np.float32)
-_CAVITY_DEEP = np.array([40, 14, 14], np.float32)
-_TEETH = np.array([222, 214, 200], np.float32)
-_TONGUE = np.array([138, 62, 64], np.float32)
+
+@dataclass(frozen=True)
+class _Palette:
+    """The inside of the mouth in the portrait's own tones (RGB): a greyscale photo gets a
+    grey mouth, a pale one a pale mouth. The lips' colour, darkened, is the cavity and the
+    tongue; the teeth are light with a trace of it."""
+
+    cavity: FloatArray
+    deep: FloatArray
+    teeth: FloatArray
+    tongue: FloatArray
+
+    @classmethod
+    def of(cls, portrait: Frame, face: FaceGeometry) -> _Palette:
+        hw = max(4.0, face.mouth_width * 0.5)
+        height, width = portrait.shape[:2]
+        y0 = int(np.clip(face.mouth_y - hw * 0.5, 0, height - 1))
+        y1 = int(np.clip(face.mouth_y + hw * 0.6, y0 + 1, height))
+        x0 = int(np.clip(face.mouth_x - hw * 0.7, 0, width - 1))
+        x1 = int(np.clip(face.mouth_x + hw * 0.7, x0 + 1, width))
+        around = np.ascontiguousarray(portrait[y0:y1, x0:x1])
+        # The lips are the reddest tones there (Lab a*), not the teeth a smile shows.
+        redness = cv2.cvtColor(around, cv2.COLOR_RGB2LAB)[..., 1].reshape(-1)
+        pixels = around.reshape(-1, 3).astype(np.float32)
+        lips = pixels[redness >= np.percentile(redness, 70)].mean(axis=0)
+        lips = np.maximum(lips, 1.0)
+        tint = (lips / lips.mean()) ** 0.15  # 1, 1, 1 for grey lips
+        return cls(
+            cavity=(lips * 0.36).astype(np.float32),
+            deep=(lips * 0.18).astype(np.float32),
+            teeth=np.clip(218.0 * tint, 0, 255).astype(np.float32),
+            tongue=(lips * 0.72).astype(np.float32),
+        )
 
 
 @dataclass(frozen=True)
@@ -78,6 +107,27 @@ class _MouthFields:
         )
 
 
+def _head_mask(size: int, face: FaceGeometry) -> tuple[FloatArray, tuple[int, int, int, int]]:
+    """Where the head and neck are (1) and the background (0), feathered, with its box.
+
+    An ellipse over the face and hair, and the neck below it down to the frame's edge; the
+    feather is wide enough that a degree or two of head motion leaves no seam.
+    """
+    cx, cy = face.x + face.width / 2, face.y + face.height * 0.45
+    mask = np.zeros((size, size), np.float32)
+    axes = (int(face.width * 0.95), int(face.height * 1.05))
+    cv2.ellipse(mask, (int(cx), int(cy)), axes, 0, 0, 360, 1.0, -1)
+    neck = int(face.width * 0.42)
+    cv2.rectangle(mask, (int(cx) - neck, int(cy)), (int(cx) + neck, size - 1), 1.0, -1)
+    feather = max(3, int(face.width * 0.25)) | 1
+    soft = np.asarray(cv2.GaussianBlur(mask, (feather, feather), 0), np.float32)
+    ys, xs = np.nonzero(soft > 1e-3)
+    if len(xs) == 0:
+        return np.zeros((1, 1, 1), np.float32), (0, 0, 1, 1)
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    return np.ascontiguousarray(soft[y0:y1, x0:x1, None]), (x0, y0, x1, y1)
+
+
 class FaceAnimator:
     """Everything per-job that the drawing loop needs, prepared once."""
 
@@ -98,11 +148,13 @@ class FaceAnimator:
             down=chin_below + hw * 0.4,
         )
         self._mouth_fields = _MouthFields.build(self._mouth, hw=hw, depth=chin_below + hw * 0.4)
+        self._palette = _Palette.of(portrait, face)
         self._eyes = [self._eye_region(eye) for eye in (face.left_eye, face.right_eye)]
         self._pivot = (
             face.x + face.width / 2,
             min(self.size - 1.0, face.chin_y + face.height * 0.6),
         )
+        self._head, self._head_box = _head_mask(self.size, face)
 
     def _eye_region(self, eye: Eye) -> tuple[_Region, FloatArray]:
         """The region around one eye and the colour of its upper lid, per column.
@@ -137,6 +189,7 @@ class FaceAnimator:
         if blink > 0.02:
             for region, lid in self._eyes:
                 self._draw_lid(frame, region, lid, blink)
+        # The head and neck move; the background stays (a head, not a camera, moves).
         matrix = cv2.getRotationMatrix2D(self._pivot, angle, scale)
         matrix[0, 2] += dx * self.size
         matrix[1, 2] += dy * self.size
@@ -147,7 +200,11 @@ class FaceAnimator:
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REFLECT101,
         )
-        return np.asarray(moved, np.uint8)
+        x0, y0, x1, y1 = self._head_box
+        still = frame[y0:y1, x0:x1].astype(np.float32)
+        blended = still + (moved[y0:y1, x0:x1].astype(np.float32) - still) * self._head
+        frame[y0:y1, x0:x1] = blended.astype(np.uint8)
+        return frame
 
     def _draw_mouth(self, frame: Frame, opening: float, spread: float) -> None:
         """Part the lips in a lens shape, drop the jaw, and paint the mouth's inside."""
@@ -192,14 +249,17 @@ class FaceAnimator:
         rel = np.clip((dy - top) / np.maximum(bottom - top, 1e-3), 0.0, 1.0)[..., None]
         lens3 = lens[..., None]
         # Darkest in the middle of the opening, lit near the lips.
-        colour = _CAVITY + (_CAVITY_DEEP - _CAVITY) * ((1.0 - np.abs(2.0 * rel - 1.0)) * lens3)
+        tones = self._palette
+        colour = tones.cavity + (tones.deep - tones.cavity) * (
+            (1.0 - np.abs(2.0 * rel - 1.0)) * lens3
+        )
         # Upper teeth: a soft, shaded band under the upper lip, fading at the corners.
         band = np.float32(min(0.3, self._half_width * 0.14 / max(gap, 1.0)))
         under_lip = np.clip(1.0 - rel / band, 0.0, 1.0)
         teeth = np.sqrt(under_lip) * np.sqrt(lens3) * np.float32(0.8)
-        colour += (_TEETH * (0.75 + 0.25 * under_lip) - colour) * teeth
+        colour += (tones.teeth * (0.75 + 0.25 * under_lip) - colour) * teeth
         tongue = np.clip((rel - 0.68) * 3.0, 0, 1) * np.float32(min(1.0, opening * 1.4) * 0.7)
-        colour += (_TONGUE - colour) * tongue
+        colour += (tones.tongue - colour) * tongue
         part = roi[r0:r1]
         part[:] = (part + (colour - part) * alpha).astype(np.uint8)
 

@@ -63,3 +63,14 @@ def test_with_nothing_heard_the_words_are_spread_over_the_speech() -> None:
 def test_the_normal_form_folds_case_accents_and_edge_punctuation() -> None:
     assert normal("Café,") == normal("cafe") == "cafe"
     assert normal("$19.99") == "$19.99"
+
+
+def test_a_word_the_asr_ran_into_its_neighbour_shares_that_neighbours_time() -> None:
+    asr = heard(("Far", 0.3, 0.6), ("apart,", 0.6, 1.1), ("father", 1.2, 1.6), ("the", 1.6, 1.8))
+    words = align("Far apart, father parked the", asr, duration=2.0)
+    assert [w.text for w in words] == ["Far", "apart,", "father", "parked", "the"]
+    father, parked = words[2], words[3]
+    assert father.start == 1.2
+    assert parked.end == pytest.approx(1.6)
+    assert father.end - father.start > 0.1
+    assert parked.end - parked.start > 0.1

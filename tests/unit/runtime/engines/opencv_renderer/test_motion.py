@@ -29,6 +29,25 @@ def test_a_closing_consonant_closes_the_lips_mid_word() -> None:
     assert track.opening[22] < 0.2 < track.opening[8]
 
 
+def test_every_short_closure_shows_closed_lips_in_a_frame() -> None:
+    """/p/ /b/ /m/ of 20-45 ms between open vowels, at 25 fps: each is seen closed."""
+    speech = Speech(samples=tone(3.0), sample_rate=RATE)
+    phones, t, closing = [], 0.0, []
+    for i, length in enumerate([0.02, 0.025, 0.03, 0.035, 0.04, 0.045] * 2):
+        phones.append(TimedPhone("a", t, t + 0.17))
+        t += 0.17
+        phones.append(TimedPhone("pbm"[i % 3], t, t + length))
+        closing.append((t, t + length))
+        t += length
+    phones.append(TimedPhone("a", t, 3.0))
+    fps = 25
+    track = build_track(speech, phones=phones, fps=fps, frames=75, seed=1)
+    for start, end in closing:
+        near = range(int(start * fps) - 1, int(end * fps) + 2)
+        assert min(track.opening[f] for f in near) < 0.02, (start, end)
+    assert track.opening.max() > 0.5  # the vowels still open
+
+
 def test_without_phones_the_mouth_follows_the_voice() -> None:
     samples = np.concatenate([tone(1.0), np.zeros(RATE, np.float32)])
     track = build_track(Speech(samples, RATE), phones=None, fps=25, frames=50, seed=1)
