@@ -68,7 +68,7 @@ def test_a_tilted_head_keeps_the_mouth_on_the_lips(
     finder: FaceFinder, reference: FaceGeometry
 ) -> None:
     matrix = cv2.getRotationMatrix2D((256, 256), 15, 1.0)
-    found = finder.find(cv2.warpAffine(ASTRONAUT, matrix, (512, 512)))
+    found = finder.find(np.asarray(cv2.warpAffine(ASTRONAUT, matrix, (512, 512)), np.uint8))
     expected = matrix @ np.array([reference.mouth_x, reference.mouth_y, 1.0])
     assert math.dist((found.mouth_x, found.mouth_y), tuple(expected)) < 4
     tilt = math.degrees(math.atan2(found.right_eye.y - found.left_eye.y,
