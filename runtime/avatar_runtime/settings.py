@@ -72,6 +72,18 @@ class EngineSettings(BaseModel):
         " Measured on an H100: first frame 3.7 s instead of 7.3 s, 1.16 s of GPU per video"
         " second instead of 1.42 (docs/benchmarks.md). False: offline, whole clips.",
     )
+    ditto_batched: bool = Field(
+        False,
+        description="Ditto through the runtime's batched engine (engines/ditto_batched): one"
+        " copy of its networks serving every slot, work batched across jobs, put-back on the"
+        " GPU; always streams. False: one Ditto StreamSDK per slot (the adapter).",
+    )
+    ditto_compiled: bool = Field(
+        False,
+        description="With ditto_batched: torch.compile warp + decode and capture CUDA graphs"
+        " per batch size at load (minutes at pod start; about 2.7x the frames/s of eager on"
+        " an H200, docs/benchmarks.md). CUDA only.",
+    )
     model_dir: Path | None = Field(
         None,
         description="The model volume (XTTS-v2, Ditto's code and weights, Whisper models);"

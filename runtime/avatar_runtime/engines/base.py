@@ -142,7 +142,8 @@ AvatarT = TypeVar("AvatarT", bound=PreparedAvatar)
 
 
 class Renderer(Protocol[AvatarT]):
-    """Portrait + speech to frames. Each job slot owns its renderer."""
+    """Portrait + speech to frames. Each job slot owns its renderer, unless it is a
+    ``SharedRenderer``."""
 
     name: str
     follows_words: bool
@@ -156,6 +157,14 @@ class Renderer(Protocol[AvatarT]):
     def frames(self, avatar: AvatarT, speech: Speech, *, fps: int) -> Iterator[Frame]:
         """Yield exactly ``frame_count(speech.duration, fps)`` RGB frames of ``size``."""
         ...
+
+
+@runtime_checkable
+class SharedRenderer(Protocol):
+    """A renderer that serves every slot of a pod at once (the batched Ditto engine): the
+    pod gives all its slots this one instance instead of building one per slot."""
+
+    serves_every_slot: bool
 
 
 def frame_count(duration: float, fps: int) -> int:

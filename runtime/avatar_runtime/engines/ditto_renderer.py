@@ -133,6 +133,46 @@ def _to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
     return resampled.astype(np.float32)
 
 
+def check_faces(registrar: Any, framed: Frame) -> None:
+    """Ditto animates the largest face it detects, whatever else is in the picture:
+    refuse the portraits where that guess would be wrong or blurred, with Ditto's own
+    face detector, before any registration work."""
+    helpers = getattr(registrar, "source2info", None)
+    detector = getattr(helpers, "insightface_det", None)
+    if detector is None:
+        return  # a Ditto without its detector exposed: registration decides alone
+    detections, _ = detector(framed)
+    sides = sorted(
+        ((float(x2 - x1), float(y2 - y1)) for x1, y1, x2, y2, *_ in np.asarray(detections)),
+        key=lambda side: side[0] * side[1],
+        reverse=True,
+    )
+    if not sides:
+        raise JobError(
+            ErrorCode.FACE_NOT_FOUND,
+            "No face found in the portrait. Use a front-facing photo where the face is"
+            " clearly visible.",
+            field="portrait",
+        )
+    width, height = sides[0]
+    share = min(width, height) / framed.shape[0]
+    if share < MIN_FACE_SHARE:
+        raise JobError(
+            ErrorCode.FACE_TOO_SMALL,
+            f"The face spans {share:.0%} of the framed portrait's width; it needs at least"
+            f" {MIN_FACE_SHARE:.0%}. Crop the portrait closer to the face.",
+            field="portrait",
+        )
+    rivals = [s for s in sides[1:] if s[0] * s[1] >= OTHER_FACE_SHARE * width * height]
+    if rivals:
+        raise JobError(
+            ErrorCode.SEVERAL_FACES,
+            f"The portrait shows {1 + len(rivals)} faces of similar size, so which one"
+            " should speak is unclear. Crop the portrait to one face.",
+            field="portrait",
+        )
+
+
 class DittoRenderer:
     name = "ditto"
     follows_words = False  # driven by the audio itself (HuBERT features)
@@ -197,43 +237,7 @@ class DittoRenderer:
         return DittoAvatar(size=size, poster=framed, path=path)
 
     def _check_faces(self, framed: Frame) -> None:
-        """Ditto animates the largest face it detects, whatever else is in the picture:
-        refuse the portraits where that guess would be wrong or blurred, with Ditto's own
-        face detector, before any registration work."""
-        helpers = getattr(self._register_uncached, "source2info", None)
-        detector = getattr(helpers, "insightface_det", None)
-        if detector is None:
-            return  # a Ditto without its detector exposed: registration decides alone
-        detections, _ = detector(framed)
-        sides = sorted(
-            ((float(x2 - x1), float(y2 - y1)) for x1, y1, x2, y2, *_ in np.asarray(detections)),
-            key=lambda side: side[0] * side[1],
-            reverse=True,
-        )
-        if not sides:
-            raise JobError(
-                ErrorCode.FACE_NOT_FOUND,
-                "No face found in the portrait. Use a front-facing photo where the face is"
-                " clearly visible.",
-                field="portrait",
-            )
-        width, height = sides[0]
-        share = min(width, height) / framed.shape[0]
-        if share < MIN_FACE_SHARE:
-            raise JobError(
-                ErrorCode.FACE_TOO_SMALL,
-                f"The face spans {share:.0%} of the framed portrait's width; it needs at least"
-                f" {MIN_FACE_SHARE:.0%}. Crop the portrait closer to the face.",
-                field="portrait",
-            )
-        rivals = [s for s in sides[1:] if s[0] * s[1] >= OTHER_FACE_SHARE * width * height]
-        if rivals:
-            raise JobError(
-                ErrorCode.SEVERAL_FACES,
-                f"The portrait shows {1 + len(rivals)} faces of similar size, so which one"
-                " should speak is unclear. Crop the portrait to one face.",
-                field="portrait",
-            )
+        check_faces(self._register_uncached, framed)
 
     def frames(self, avatar: DittoAvatar, speech: Speech, *, fps: int) -> Generator[Frame]:
         if self.streams_audio:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from avatar_runtime.engines.base import ASREngine, Renderer, TTSEngine
+from avatar_runtime.engines.base import ASREngine, Renderer, SharedRenderer, TTSEngine
 from avatar_runtime.gpu import Footprint, FootprintMeter
 from avatar_runtime.settings import EngineSettings
 
@@ -95,7 +95,21 @@ def _ditto(settings: EngineSettings) -> Renderer[Any]:
 
     if settings.model_dir is None:
         raise ValueError("the ditto renderer needs a model volume: set engines.model_dir")
+    if settings.ditto_batched:
+        from avatar_runtime.engines.ditto_batched import renderer
+
+        return renderer.load(
+            settings.model_dir, device=_torch_device(settings), compiled=settings.ditto_compiled
+        )
     return DittoRenderer(settings.model_dir, online=settings.ditto_online)
+
+
+def _torch_device(settings: EngineSettings) -> str:
+    if settings.device != "auto":
+        return settings.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_volume(settings: EngineSettings) -> None:
@@ -149,6 +163,15 @@ def _timed(
 def make_renderer(settings: EngineSettings) -> Renderer[Any]:
     """A renderer of its own for each job slot (renderers keep per-job state)."""
     return RENDERERS[settings.renderer](settings)
+
+
+def slot_renderer(engines: Engines, settings: EngineSettings) -> Renderer[Any]:
+    """Another slot's renderer: the loaded one where it serves every slot (the batched
+    Ditto engine), else one of its own."""
+    shared = engines.renderer
+    if isinstance(shared, SharedRenderer) and shared.serves_every_slot:
+        return shared
+    return make_renderer(settings)
 
 
 def load(settings: EngineSettings) -> Engines:

@@ -81,7 +81,8 @@ class RuntimePod:
     # -- start-up ----------------------------------------------------------------------
 
     def load(self) -> None:
-        """Load the shared models and one renderer per slot, warm every slot up, go ready."""
+        """Load the shared models and one renderer per slot (or one for all, where it serves
+        every slot), warm every slot up, go ready."""
         try:
             self._load()
         except Exception as exc:  # the pod stays alive but unready, and says why
@@ -109,7 +110,7 @@ class RuntimePod:
             ))  # fmt: skip
         pipelines = [Pipeline(shared, self.settings)]
         for _ in range(self.slot_count - 1):
-            renderer = registry.make_renderer(settings)
+            renderer = registry.slot_renderer(shared, settings)
             pipelines.append(Pipeline(replace(shared, renderer=renderer), self.settings))
         started = time.perf_counter()
         for pipeline in pipelines:

@@ -15,7 +15,11 @@ CUDA graphs per batch-size bucket at load. Modules, one job each:
 - ``motion``: one job's windows and its frames' motion;
 - ``keypoints``: motion to driving keypoints (and Ditto's stitching), batched;
 - ``frames``: warp + decode of a batch of frames;
-- ``engine``: the driver thread and the jobs' handles.
+- ``putback``: the crops back into their portraits, batched, on the GPU;
+- ``engine``: the driver thread and the jobs' handles;
+- ``conditions``: speech, as it arrives, to Ditto's HuBERT features and condition rows;
+- ``renderer``: all of it behind the runtime's renderer interface, one instance for
+  every slot of a pod (``engines.ditto_batched``).
 
 Nothing here imports torch until it is used, so the package imports where torch
 is not installed (the operator's image, CI's lint jobs).

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from avatar_runtime.engines.ditto_batched.keypoints import PortraitMotion
     from avatar_runtime.engines.ditto_batched.networks import DittoNetworks
+    from avatar_runtime.engines.ditto_batched.putback import Backdrop
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ class Portrait:
     feature: torch.Tensor
     """(1, 32, 16, 64, 64): the appearance features Ditto's warp moves."""
     motion: PortraitMotion
+    backdrop: Backdrop | None = None
+    """Where its crops go back into the whole portrait (``putback.Backdrop``); None: the
+    job's frames are the crops."""
 
 
 @dataclass(frozen=True)
@@ -332,6 +336,7 @@ class BatchedDittoEngine:
             torch.stack([job.portrait.motion.x_s for job, _ in live]),
             torch.stack([frame.kp_driving for _, frame in live]),
         )
+        images = self._put_back(images, [job.portrait.backdrop for job, _ in live])
         now = time.perf_counter()
         with self._lock:
             for row, (job, _) in enumerate(live):
@@ -345,3 +350,22 @@ class BatchedDittoEngine:
                     job.stats.first_frame = now
             for job in {job.id: job for job, _ in live}.values():
                 self._finish_if_done(job)
+
+    @staticmethod
+    def _put_back(images: torch.Tensor, backdrops: list[Backdrop | None]) -> Any:
+        """Each row's crop into its portrait, the rows of one portrait in one call; rows
+        of portraits without a backdrop stay crops. A list where the sizes differ."""
+        if all(b is None for b in backdrops):
+            return images
+        out: list[Any] = list(images)
+        groups: dict[int, list[int]] = {}
+        for row, backdrop in enumerate(backdrops):
+            if backdrop is not None:
+                groups.setdefault(id(backdrop), []).append(row)
+        for rows in groups.values():
+            backdrop = backdrops[rows[0]]
+            assert backdrop is not None
+            pasted = backdrop.paste(images[rows])
+            for i, row in enumerate(rows):
+                out[row] = pasted[i]
+        return out
