@@ -123,9 +123,9 @@ def _head_mask(size: int, face: FaceGeometry) -> tuple[FloatArray, tuple[int, in
     soft = np.asarray(cv2.GaussianBlur(mask, (feather, feather), 0), np.float32)
     ys, xs = np.nonzero(soft > 1e-3)
     if len(xs) == 0:
-        return np.zeros((1, 1, 1), np.float32), (0, 0, 1, 1)
+        return np.zeros((1, 1), np.float32), (0, 0, 1, 1)
     x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
-    return np.ascontiguousarray(soft[y0:y1, x0:x1, None]), (x0, y0, x1, y1)
+    return np.ascontiguousarray(soft[y0:y1, x0:x1]), (x0, y0, x1, y1)
 
 
 class FaceAnimator:
@@ -155,6 +155,7 @@ class FaceAnimator:
             min(self.size - 1.0, face.chin_y + face.height * 0.6),
         )
         self._head, self._head_box = _head_mask(self.size, face)
+        self._background = np.ascontiguousarray(1.0 - self._head)
 
     def _eye_region(self, eye: Eye) -> tuple[_Region, FloatArray]:
         """The region around one eye and the colour of its upper lid, per column.
@@ -189,21 +190,22 @@ class FaceAnimator:
         if blink > 0.02:
             for region, lid in self._eyes:
                 self._draw_lid(frame, region, lid, blink)
-        # The head and neck move; the background stays (a head, not a camera, moves).
+        # The head and neck move; the background stays (a head, not a camera, moves). Only
+        # the head's box is warped: its matrix is the frame's, shifted to the box.
+        x0, y0, x1, y1 = self._head_box
         matrix = cv2.getRotationMatrix2D(self._pivot, angle, scale)
-        matrix[0, 2] += dx * self.size
-        matrix[1, 2] += dy * self.size
+        matrix[0, 2] += dx * self.size - x0
+        matrix[1, 2] += dy * self.size - y0
         moved = cv2.warpAffine(
             frame,
             matrix,
-            (self.size, self.size),
+            (x1 - x0, y1 - y0),
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REFLECT101,
         )
-        x0, y0, x1, y1 = self._head_box
-        still = frame[y0:y1, x0:x1].astype(np.float32)
-        blended = still + (moved[y0:y1, x0:x1].astype(np.float32) - still) * self._head
-        frame[y0:y1, x0:x1] = blended.astype(np.uint8)
+        frame[y0:y1, x0:x1] = cv2.blendLinear(
+            moved, np.ascontiguousarray(frame[y0:y1, x0:x1]), self._head, self._background
+        )
         return frame
 
     def _draw_mouth(self, frame: Frame, opening: float, spread: float) -> None:
