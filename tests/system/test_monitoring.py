@@ -111,7 +111,8 @@ def _work(system: System) -> None:
     system.create(pool)
     system.operator.start()
     system.wait_for_runtime_pods(1, timeout=120)
-    system.apply(system.video("long", text=LONG_TEXT))
+    # Long enough that what is left of it once it renders outlasts the pod's 2 s of grace.
+    system.apply(system.video("long", text=" ".join([LONG_TEXT] * 3)))
     for name in ("first", "second"):
         system.apply(system.video(name))
     system.apply(system.video("faceless", portrait="gs://demo/blank.png"))

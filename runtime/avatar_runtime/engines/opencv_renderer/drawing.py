@@ -47,8 +47,8 @@ class _Palette:
         lips = np.maximum(lips, 1.0)
         tint = (lips / lips.mean()) ** 0.15  # 1, 1, 1 for grey lips
         return cls(
-            cavity=(lips * 0.36).astype(np.float32),
-            deep=(lips * 0.18).astype(np.float32),
+            cavity=(lips * 0.28).astype(np.float32),
+            deep=(lips * 0.12).astype(np.float32),
             teeth=np.clip(218.0 * tint, 0, 255).astype(np.float32),
             tongue=(lips * 0.72).astype(np.float32),
         )
