@@ -41,12 +41,12 @@ PORTRAIT = Path(__file__).parents[2] / "runtime/avatar_runtime/assets/warmup-por
 XTTS_PACE = 0.33  # seconds of GPU per second of speech, XTTS-v2 on an H100 (gpu-xtts.json)
 
 
-def _speech(seconds: float, seed: int = 0) -> Speech:
+def syllable_noise(seconds: float, seed: int = 0, *, rate: int = RATE) -> Speech:
     """Noise shaped like syllables (4 Hz envelope): Ditto only hears its HuBERT features."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
+    t = np.arange(int(seconds * rate)) / rate
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
-    return Speech((0.2 * envelope * rng.standard_normal(len(t))).astype(np.float32), RATE)
+    return Speech((0.2 * envelope * rng.standard_normal(len(t))).astype(np.float32), rate)
 
 
 def _sync() -> None:
@@ -167,8 +167,8 @@ def main() -> None:
     record["register_cached_seconds"] = time.perf_counter() - began
     record["registrations_run"] = renderer.registrations
 
-    speech = _speech(args.seconds)
-    _offline(renderer, portrait, _speech(2.0, seed=1))  # warm-up: CUDA kernels, autotuning
+    speech = syllable_noise(args.seconds)
+    _offline(renderer, portrait, syllable_noise(2.0, seed=1))  # warm-up: CUDA kernels, autotuning
     torch.cuda.reset_peak_memory_stats()
     record["offline"] = _offline(renderer, portrait, speech)
     record["offline"]["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()

@@ -52,7 +52,7 @@ import numpy as np
 from avatar_runtime.engines.base import Speech
 from avatar_runtime.engines.ditto_renderer import DittoRenderer
 from benchmarks.gpu import ditto_volume
-from benchmarks.gpu.ditto_adapter import drain, load_portrait
+from benchmarks.gpu.ditto_adapter import drain, load_portrait, syllable_noise
 
 FPS = 25
 RATE = 16_000
@@ -60,10 +60,7 @@ AUDIO_WIDTH = ditto_volume.AUDIO_COND_DIM
 
 
 def _speech(seconds: float, seed: int = 0) -> Speech:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
-    return Speech((0.2 * envelope * rng.standard_normal(len(t))).astype(np.float32), RATE)
+    return syllable_noise(seconds, seed, rate=RATE)
 
 
 def _peak_reset() -> None:
@@ -304,7 +301,8 @@ def _ratios(record: dict[str, Any], key: str, base: float) -> dict[str, float]:
     return {n: run["frames_per_second"] / base for n, run in runs.items()}
 
 
-def _latency(runs: dict[str, Any]) -> dict[str, float]:
+def latency(runs: dict[str, Any]) -> dict[str, float]:
+    """Each job count's slowest job against the job alone."""
     if "1" not in runs:
         return {}
     solo = runs["1"]["job_seconds"][0]
@@ -430,7 +428,7 @@ def main() -> None:
             "batched_compiled_lmdm_fp16": _ratios(record, "batched_compiled_lmdm_fp16", base),
         }
     record["max_latency_ratio_vs_solo"] = {
-        label: _latency(record.get(f"batched_{label}", {}))
+        label: latency(record.get(f"batched_{label}", {}))
         for label in ("eager", "compiled", "compiled_lmdm_fp16")
     }
     record["peak_gpu_memory_bytes"] = {
@@ -470,8 +468,8 @@ def _measure(
             kept_alone = kept
         elif count == max(job_counts):
             run["job0_frames_vs_alone"] = _frames_diff(kept_alone, kept)
-        run["motion_batch_sizes"] = _histogram(engine.batches["motion"])
-        run["frame_batch_sizes"] = _histogram(engine.batches["frames"])
+        run["motion_batch_sizes"] = histogram(engine.batches["motion"])
+        run["frame_batch_sizes"] = histogram(engine.batches["frames"])
         runs[str(count)] = run
         record[f"batched_{label}"] = runs
         save()
@@ -482,7 +480,7 @@ def _measure(
     save()
 
 
-def _histogram(sizes: collections.Counter[int]) -> dict[str, int]:
+def histogram(sizes: collections.Counter[int]) -> dict[str, int]:
     return {str(size): count for size, count in sorted(sizes.items())}
 
 

@@ -27,7 +27,6 @@ one job's frames among the most jobs against the same job alone.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import statistics
 import threading
@@ -40,17 +39,15 @@ import numpy as np
 from avatar_runtime.engines.base import Frame, Speech
 from avatar_runtime.engines.ditto_renderer import DittoRenderer
 from benchmarks.gpu import ditto_volume
-from benchmarks.gpu.ditto_adapter import load_portrait
+from benchmarks.gpu.ditto_adapter import load_portrait, syllable_noise
+from benchmarks.gpu.ditto_batched import histogram, latency
 
 FPS = 25
 RATE = 16_000
 
 
 def _speech(seconds: float, seed: int = 0) -> Speech:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * (3 + seed % 3) * t)
-    return Speech((0.2 * envelope * rng.standard_normal(len(t))).astype(np.float32), RATE)
+    return syllable_noise(seconds, seed, rate=RATE)
 
 
 def _cuda(device: str) -> bool:
@@ -226,17 +223,6 @@ def _ratios(runs: dict[str, Any], base: float) -> dict[str, float]:
     return {n: run["frames_per_second"] / base for n, run in runs.items()}
 
 
-def _latency(runs: dict[str, Any]) -> dict[str, float]:
-    if "1" not in runs:
-        return {}
-    solo = runs["1"]["job_seconds"][0]
-    return {n: max(run["job_seconds"]) / solo for n, run in runs.items()}
-
-
-def _histogram(sizes: collections.Counter[int]) -> dict[str, int]:
-    return {str(size): count for size, count in sorted(sizes.items())}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ditto-code", type=Path, required=True)
@@ -342,8 +328,8 @@ def main() -> None:
                 alone = kept
             elif count == max(job_counts) and alone:
                 run["job0_frames_vs_alone"] = _image_diff(np.stack(kept), np.stack(alone))
-            run["motion_batch_sizes"] = _histogram(renderer.engine.batches["motion"])
-            run["frame_batch_sizes"] = _histogram(renderer.engine.batches["frames"])
+            run["motion_batch_sizes"] = histogram(renderer.engine.batches["motion"])
+            run["frame_batch_sizes"] = histogram(renderer.engine.batches["frames"])
             run["hubert"] = {
                 "cpu_seconds": timed.seconds,
                 "windows": timed.windows,
@@ -370,7 +356,7 @@ def main() -> None:
             "batched_compiled": _ratios(record.get("batched_compiled", {}), base),
         }
     record["max_latency_ratio_vs_solo"] = {
-        label: _latency(record.get(f"batched_{label}", {})) for label in ("eager", "compiled")
+        label: latency(record.get(f"batched_{label}", {})) for label in ("eager", "compiled")
     }
     save()
     if args.summary is not None:
