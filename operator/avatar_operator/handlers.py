@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, start_http_se
 
 from avatar_operator.dispatcher import Dispatcher
 from avatar_operator.kube import Kube, load_config
+from avatar_operator.log_filters import quiet_event_handlers
 from avatar_operator.metrics import OperatorMetrics
 from avatar_operator.pools.scaler import Scaler
 from avatar_operator.runtime_client import RuntimeClient
@@ -44,6 +45,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     # kopf turns handler log lines into Events; the dispatcher posts its own, one per step.
     settings.posting.level = logging.WARNING
+    quiet_event_handlers("watched", "runtime_pod", "runtime_pool")
     settings.watching.server_timeout = 300
     config = OperatorSettings()
     load_config()

@@ -11,26 +11,30 @@ way back (``NoAnswerError``: the pod may have taken the job).
 
 from __future__ import annotations
 
-import asyncio
-import collections
-
-import httpx
 from pydantic import ValidationError
 
+from avatar_operator.runtime_http import (
+    AiohttpTransport,
+    Answer,
+    NoAnswerError,
+    PodUnreachableError,
+    RuntimeCallError,
+    Transport,
+)
 from avatar_runtime.api.errors import ErrorCode
 from avatar_runtime.api.schemas import Capacity, ErrorBody, ErrorInfo, JobRequest, JobStatus
 
-
-class RuntimeCallError(Exception):
-    """Base of what a runtime call can raise."""
-
-
-class PodUnreachableError(RuntimeCallError):
-    """No answer, or not an answer of the runtime API."""
-
-
-class NoAnswerError(PodUnreachableError):
-    """The request went out but no answer came back: the pod may have acted on it."""
+__all__ = [
+    "JobNotFoundError",
+    "JobRejectedError",
+    "NoAnswerError",
+    "PodBusyError",
+    "PodFailedError",
+    "PodRefusedError",
+    "PodUnreachableError",
+    "RuntimeCallError",
+    "RuntimeClient",
+]
 
 
 class PodFailedError(RuntimeCallError):
@@ -71,7 +75,7 @@ class JobNotFoundError(RuntimeCallError):
     """The pod has no such job: never accepted, expired, or lost in a restart."""
 
 
-def _error(response: httpx.Response) -> ErrorInfo:
+def _error(response: Answer) -> ErrorInfo:
     try:
         return ErrorBody.model_validate_json(response.content).error
     except ValidationError:
@@ -83,47 +87,22 @@ def _error(response: httpx.Response) -> ErrorInfo:
 
 
 class RuntimeClient:
-    """One connection pool per runtime pod. httpcore checks every connection of a pool
-    for expiry on each request (a socket poll each), so one pool shared by a fleet's
-    long polls made each request cost O(pods x slots); a pod's own pool holds its slots'
-    few connections. Pools of pods not used for a while are closed (at most ``pools``)."""
+    """The runtime API's calls; the connections (a pool per pod) are the transport's."""
 
     def __init__(
         self,
         *,
         token: str | None,
         timeout: float,
-        transport: httpx.AsyncBaseTransport | None = None,
-        pools: int = 512,
+        transport: Transport | None = None,
     ) -> None:
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._transport = transport
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._timeout = timeout
-        self._pools: collections.OrderedDict[str, httpx.AsyncClient] = collections.OrderedDict()
-        self._max_pools = pools
-        self._closing: set[asyncio.Task[None]] = set()
-
-    def _http(self, base: str) -> httpx.AsyncClient:
-        client = self._pools.get(base)
-        if client is not None:
-            self._pools.move_to_end(base)
-            return client
-        client = self._pools[base] = httpx.AsyncClient(
-            headers=self._headers,
-            timeout=httpx.Timeout(self._timeout),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-            transport=self._transport,
-        )
-        while len(self._pools) > self._max_pools:  # the least recently used pod's
-            _, old = self._pools.popitem(last=False)
-            task = asyncio.get_running_loop().create_task(old.aclose())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-        return client
+        self._transport = transport or AiohttpTransport(connect_timeout=timeout)
 
     async def close(self) -> None:
-        pools, self._pools = list(self._pools.values()), collections.OrderedDict()
-        await asyncio.gather(*(p.aclose() for p in pools), *self._closing)
+        await self._transport.aclose()
 
     async def _call(
         self,
@@ -133,19 +112,15 @@ class RuntimeClient:
         *,
         json: str | None = None,
         timeout: float | None = None,
-    ) -> httpx.Response:
-        try:
-            return await self._http(base).request(
-                method,
-                f"{base}{path}",
-                content=json,
-                headers={"Content-Type": "application/json"} if json else None,
-                timeout=timeout or self._timeout,
-            )
-        except _NOT_SENT as exc:
-            raise PodUnreachableError(f"{method} {base}{path}: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise NoAnswerError(f"{method} {base}{path}: {exc!r}") from exc
+    ) -> Answer:
+        return await self._transport.request(
+            method,
+            f"{base}{path}",
+            pool=base,
+            content=json,
+            headers=self._json_headers if json else self._headers,
+            timeout=timeout or self._timeout,
+        )
 
     async def submit(self, base: str, request: JobRequest) -> JobStatus:
         response = await self._call("POST", base, "/v1/jobs", json=request.model_dump_json())
@@ -180,7 +155,7 @@ class RuntimeClient:
         except ValidationError as exc:
             raise PodUnreachableError(f"GET {base}/v1/capacity: not a capacity: {exc}") from exc
 
-    def _job_answer(self, response: httpx.Response) -> JobStatus:
+    def _job_answer(self, response: Answer) -> JobStatus:
         if response.status_code == 200:
             return self._status(response)
         if response.status_code == 404:
@@ -190,18 +165,14 @@ class RuntimeClient:
         raise PodUnreachableError(f"answered {response.status_code}: {_error(response).message}")
 
     @staticmethod
-    def _status(response: httpx.Response) -> JobStatus:
+    def _status(response: Answer) -> JobStatus:
         try:
             return JobStatus.model_validate_json(response.content)
         except ValidationError as exc:
             raise PodUnreachableError(f"not a job status: {exc}") from exc
 
 
-# Failures before any byte of the request reached the pod.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: Answer) -> float | None:
     """``Retry-After`` in seconds, when given as a number (an HTTP date is ignored)."""
     try:
         return float(response.headers.get("Retry-After", ""))
@@ -209,7 +180,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _failure(response: httpx.Response, call: str) -> ErrorInfo:
+def _failure(response: Answer, call: str) -> ErrorInfo:
     """The pod's own error if it gave one, else DispatchFailed naming what it answered."""
     try:
         return ErrorBody.model_validate_json(response.content).error

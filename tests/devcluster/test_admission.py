@@ -291,6 +291,38 @@ def test_transition_rule_is_enforced_on_update() -> None:
     assert run(same, old=old)["status"] == {"phase": "Done"}
 
 
+def test_an_unchanged_value_is_ratcheted_and_a_changed_one_checked() -> None:
+    """CRD validation ratcheting (on since 1.30): an object stored before a rule came
+    (its text too long now) can still have its status written; changing the value
+    that breaks the rule is refused."""
+    old = run(video())
+    old["spec"]["text"] = "a" * 5001  # stored before the size rule existed
+    status_only = copy.deepcopy(old)
+    status_only["status"] = {"phase": "Running"}
+    assert run(status_only, old=old)["status"] == {"phase": "Running"}
+
+    schema = copy.deepcopy(SCHEMA)  # without the immutability rule, so spec may change
+    schema["properties"]["spec"]["x-kubernetes-validations"].pop()
+    longer = copy.deepcopy(old)
+    longer["spec"]["text"] = "b" * 5002
+    with pytest.raises(AdmissionError) as caught:
+        admit(longer, schema=schema, kind=KIND, group=GROUP, old=old)
+    assert "failed rule: !has(self.text) || size(self.text) <= 5000" in str(caught.value)
+
+
+def test_a_transition_rule_runs_on_an_unchanged_value_too() -> None:
+    schema = copy.deepcopy(SCHEMA)
+    schema["properties"]["spec"]["x-kubernetes-validations"].append(
+        {"rule": "oldSelf.text != 'frozen'", "message": "this video is frozen"}
+    )
+    old = run(video(text="frozen"))
+    same = copy.deepcopy(old)
+    same["status"] = {"phase": "Running"}
+    with pytest.raises(AdmissionError) as caught:
+        admit(same, schema=schema, kind=KIND, group=GROUP, old=old)
+    assert "this video is frozen" in str(caught.value)
+
+
 def test_update_of_a_defaulted_spec_compares_after_defaulting() -> None:
     """The new object is defaulted before oldSelf is compared, as on the API server."""
     old = run(video())

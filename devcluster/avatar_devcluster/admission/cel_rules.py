@@ -3,10 +3,13 @@
 A node's rules see its value as ``self`` (the root only its ``metadata.name`` and
 ``generateName``) and, on update, the correlated old value as ``oldSelf``; list items
 correlate only in ``list-type: map`` lists, by their keys. A transition rule (one that
-mentions ``oldSelf``) is skipped on create. A failed rule is worded as the API server
-words it, from ``message``, ``messageExpression``, ``fieldPath`` and ``reason``. After a
-blocking schema error (``BLOCKING``) no rule runs, and one cause (``SKIPPED``) says so.
-Compiling and evaluating CEL is :mod:`avatar_devcluster.cel`'s.
+mentions ``oldSelf``) is skipped on create. On update, a rule that does not mention
+``oldSelf`` is not run where the value is unchanged: the API server ratchets it (CRD
+validation ratcheting, on by default since 1.30: an unchanged value's errors are
+ignored), so a status write does not re-check the spec's rules. A failed rule is worded
+as the API server words it, from ``message``, ``messageExpression``, ``fieldPath`` and
+``reason``. After a blocking schema error (``BLOCKING``) no rule runs, and one cause
+(``SKIPPED``) says so. Compiling and evaluating CEL is :mod:`avatar_devcluster.cel`'s.
 """
 
 from __future__ import annotations
@@ -55,9 +58,12 @@ def run(
     """Evaluate the rules of every node; ``old`` is the correlated old value or None."""
     if value is None or schema is None:
         return
+    unchanged = old is not None and value == old
+    if unchanged and not _has_transition_rules(schema):
+        return  # ratcheted, every rule below
     rules = schema.get("x-kubernetes-validations")
     if isinstance(rules, list) and rules:
-        _evaluate_rules(value, schema, path, old, rules, out, root=root)
+        _evaluate_rules(value, schema, path, old, rules, out, root=root, unchanged=unchanged)
     if isinstance(value, dict):
         props: dict[str, Schema] = schema.get("properties") or {}
         extra = schema.get("additionalProperties")
@@ -72,6 +78,34 @@ def run(
         olds = _correlate_list(value, old, schema)
         for index, item in enumerate(value):
             run(item, items, f"{path}[{index}]", olds[index], out)
+
+
+# Schema nodes (by id, the node kept alive beside its answer) -> whether a rule at or
+# below them mentions oldSelf: those run even on an unchanged value.
+_TRANSITIONS: dict[int, tuple[Schema, bool]] = {}
+
+
+def _has_transition_rules(schema: Schema) -> bool:
+    known = _TRANSITIONS.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
+    found = _mentions_transition(schema)
+    if len(_TRANSITIONS) > 10_000:  # CRDs replaced many times over: start again
+        _TRANSITIONS.clear()
+    _TRANSITIONS[id(schema)] = (schema, found)
+    return found
+
+
+def _mentions_transition(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        for rule in schema.get("x-kubernetes-validations") or []:
+            source = rule.get("rule") if isinstance(rule, dict) else None
+            if isinstance(source, str) and compile_rule(source).uses_old_self:
+                return True
+        return any(_mentions_transition(v) for k, v in schema.items() if k != "default")
+    if isinstance(schema, list):
+        return any(_mentions_transition(v) for v in schema)
+    return False
 
 
 def _correlate_list(value: list[Any], old: Any, schema: Schema) -> list[Any]:
@@ -99,6 +133,7 @@ def _evaluate_rules(
     out: list[Cause],
     *,
     root: bool,
+    unchanged: bool,
 ) -> None:
     type_name = str(schema.get("type") or "")
     variables: dict[str, Any] = {"self": to_cel(_cel_view(value, root=root), schema)}
@@ -114,6 +149,8 @@ def _evaluate_rules(
             continue
         if compiled.uses_old_self and old is None:
             continue  # a transition rule: nothing to compare with on create
+        if unchanged and not compiled.uses_old_self:
+            continue  # ratcheted
         message = str(rule.get("message") or "").strip()
         shown_rule = message or source.strip()
         result, error = evaluate(compiled, variables)

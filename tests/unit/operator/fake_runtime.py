@@ -1,20 +1,25 @@
-"""A runtime pod's HTTP API as an httpx ``MockTransport``, for the operator's unit tests.
+"""A runtime pod's HTTP API as a scripted transport, for the operator's unit tests.
 
 Stands in for the runtime process only where the behaviour under test is the
 operator's own reading of the answers (the real runtime serves the end-to-end
-tests). httpx's mock transport is the transport, not the system under test: the
-operator's real client parses every answer.
+tests, and ``test_runtime_http`` the real transport against real sockets). The
+scripts are written as httpx responses and errors, which read well; the fake
+turns an error into what the real transport raises for it: a connect error is
+``PodUnreachableError`` (nothing was sent), any other ``NoAnswerError``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from avatar_operator.runtime_http import Answer as HttpAnswer
+from avatar_operator.runtime_http import NoAnswerError, PodUnreachableError
 from avatar_runtime.api.schemas import Capacity, EngineNames, JobState, JobStatus
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
@@ -61,8 +66,8 @@ class FakeRuntime:
     requests: list[httpx.Request] = field(default_factory=list)
     by_job: dict[str, FakeRuntime] = field(default_factory=dict)
 
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self._handle)
+    def transport(self) -> ScriptedTransport:
+        return ScriptedTransport(self)
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -86,6 +91,42 @@ class FakeRuntime:
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+
+class ScriptedTransport:
+    """The operator's ``Transport`` answering from a ``FakeRuntime``'s scripts."""
+
+    def __init__(self, runtime: FakeRuntime) -> None:
+        self.runtime = runtime
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        pool: str,
+        content: str | None,
+        headers: Mapping[str, str],
+        timeout: float,
+    ) -> HttpAnswer:
+        request = httpx.Request(
+            method,
+            url,
+            content=content,
+            headers=dict(headers),
+            extensions={"timeout": {"read": timeout}},  # what the test can look at
+        )
+        try:
+            response = self.runtime._handle(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise PodUnreachableError(f"{method} {url}: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            raise NoAnswerError(f"{method} {url}: {exc!r}") from exc
+        response.read()
+        return HttpAnswer(response.status_code, response.headers, response.content)
+
+    async def aclose(self) -> None:
+        pass
 
 
 def _job_id(request: httpx.Request) -> str | None:
