@@ -176,6 +176,8 @@ class Reporter:
             reason="Succeeded",
             message=f"Rendered {status.video_seconds or 0:.1f} s of video on {job.persisted.pod}.",
         )
+        if status.warnings:  # one Event: repeats of a reason are counted on the first
+            self.event(job, "Warning", reason="RenderNote", message=" ".join(status.warnings))
 
     async def failed(
         self, job: Job, error: ErrorInfo, *, finished: dt.datetime, phase: Phase

@@ -152,6 +152,7 @@ def succeeded(job: JobStatus, *, finished: dt.datetime, gpu_seconds: float = 0.0
         "error": None,
         "nextAttemptTime": None,
         "gpuSeconds": _seconds(gpu_seconds),
+        "warnings": [w[:512] for w in job.warnings[:8]] or None,
         "message": f"Rendered {job.video_seconds or 0:.1f} s of video.",
     }
 

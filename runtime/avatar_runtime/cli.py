@@ -217,6 +217,8 @@ def render(args: argparse.Namespace) -> int:
             f" (realtime factor {result.realtime_factor:.2f}, models loaded in"
             f" {load_seconds:.1f} s, WER {wer})"
         )
+        for warning in result.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -84,3 +84,8 @@ class JobResult(BaseModel):
     wer: float | None = Field(description="Word error rate, transcript vs. text; None for audio.")
     transcript: str
     outputs: Outputs
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the user should know about a job that succeeded (which of several"
+        " faces speaks, a small face enlarged).",
+    )

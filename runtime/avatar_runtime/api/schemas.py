@@ -134,6 +134,7 @@ class JobStatus(BaseModel):
     realtime_factor: float | None = None
     wer: float | None = None
     outputs: Outputs | None = None
+    warnings: list[str] = Field(default_factory=list, description="JobResult.warnings")
     error: ErrorInfo | None = None
 
 

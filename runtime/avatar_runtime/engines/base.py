@@ -138,6 +138,14 @@ class PreparedAvatar(Protocol):
     """The framed portrait at rest: the video's thumbnail."""
 
 
+@runtime_checkable
+class WarnedAvatar(Protocol):
+    """A prepared avatar with something the user should know, though the job goes on (the
+    embedded renderer: which of several faces speaks, a small face enlarged)."""
+
+    warnings: tuple[str, ...]
+
+
 AvatarT = TypeVar("AvatarT", bound=PreparedAvatar)
 
 

@@ -31,6 +31,7 @@ from avatar_runtime.engines.base import (
     StreamingTTS,
     Transcript,
     Voice,
+    WarnedAvatar,
     frame_count,
 )
 from avatar_runtime.engines.registry import Engines
@@ -163,6 +164,7 @@ class Pipeline:
                     thumbnail=published["thumbnail"],
                     captions=published.get("captions"),
                 ),
+                warnings=list(avatar.warnings) if isinstance(avatar, WarnedAvatar) else [],
             )
             if job_id is not None:
                 self._record(target, job_id=job_id, spec=spec, result=result, journal=scratch)

@@ -87,6 +87,7 @@ class JobRecord:
             realtime_factor=result.realtime_factor if result else None,
             wer=result.wer if result else None,
             outputs=result.outputs if result else None,
+            warnings=result.warnings if result else [],
             error=ErrorInfo(**error.to_dict()) if error else None,
         )
 

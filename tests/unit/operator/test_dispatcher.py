@@ -122,6 +122,31 @@ def test_a_stale_body_of_a_finished_job_does_not_queue_it_again() -> None:
     assert [r.method for r in runtime.requests if r.url.path == "/v1/jobs"] == ["POST"]
 
 
+def test_a_video_that_rendered_with_warnings_shows_them_in_its_status_and_an_event() -> None:
+    note = "The portrait shows 2 faces; the largest front-facing one speaks."
+    done = job_status("uid-1", JobState.SUCCEEDED, progress=1.0, warnings=[note])
+    runtime = FakeRuntime(
+        submits=[status_answer(job_status("uid-1", JobState.QUEUED), 202)],
+        reads=[status_answer(done)],
+    )
+
+    async def scenario() -> RecordingKube:
+        dispatcher, kube = _dispatcher(runtime)
+        dispatcher.start()
+        dispatcher.pod_event("ADDED", pod_body("rt-1"))
+        dispatcher.admit(_body(None))
+        await _until(lambda: kube.reasons("uid-1").get("RenderNote") == 1)
+        await dispatcher.stop()
+        await dispatcher.runtime.close()
+        return kube
+
+    kube = asyncio.run(scenario())
+    final = kube.statuses["uid-1"][-1]
+    assert (final["phase"], final["warnings"]) == ("Succeeded", [note])
+    (event,) = [e for e in kube.events.values() if e["reason"] == "RenderNote"]
+    assert event["message"] == note
+
+
 def test_resources_created_in_one_second_wait_in_the_order_the_watch_brought_them() -> None:
     """creationTimestamp has whole seconds, and kopf admits each resource after its
     own finalizer patch, in whatever order those come back."""

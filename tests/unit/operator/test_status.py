@@ -57,6 +57,16 @@ def test_a_success_carries_outputs_timings_and_clears_the_error() -> None:
     }
     assert patch["outputs"]["captions"] is None  # captions off: the field goes
     assert patch["stageSeconds"]["tts"] == 1.0
+    assert patch["warnings"] is None  # none: the field goes (a retry's earlier ones too)
+
+
+def test_a_success_says_what_the_user_should_know_within_the_crd_limits() -> None:
+    notes = ["The portrait shows 2 faces; the largest front-facing one speaks.", "x" * 600]
+    job = JobStatus(id="u", state=JobState.SUCCEEDED, created_at=T0, warnings=notes * 5)
+    warnings = st.succeeded(job, finished=T0)["warnings"]
+    assert warnings[0] == notes[0]
+    assert len(warnings) == 8  # the CRD's maxItems
+    assert max(map(len, warnings)) == 512  # and maxLength
 
 
 def test_a_retry_says_why_and_when() -> None:

@@ -10,7 +10,7 @@ line is searched by colour: good on a clear front-facing photo, wrong on many ot
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import cv2.data
@@ -18,7 +18,7 @@ import numpy as np
 
 from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.engines.base import Frame
-from avatar_runtime.engines.opencv_renderer import landmarks
+from avatar_runtime.engines.opencv_renderer import contours, landmarks
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,15 @@ _DETECT_SIDE = 640
 _FRAMING = 3.2
 # Where the face centre sits in the crop, from the top.
 _FACE_HEIGHT_FRACTION = 0.42
+# A face narrower than this (pixels, cheek to cheek, in the portrait as given), enlarged
+# to fill the video, looks soft: the result says so. Below MIN_FACE_PIXELS there are too
+# few pixels to place the lips and lids at all: refused with FaceTooSmall.
+SOFT_FACE_PIXELS = 128
+SOFT_ENLARGEMENT = 2.0  # ... and enlarged this much or more
+MIN_FACE_PIXELS = 40
+# Of several faces, the largest whose nose sits within this share of the eyes' span from
+# their middle (a face turned no more than about 30 degrees) is the one that speaks.
+_FRONTAL_OFFSET = 0.25
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ class FaceGeometry:
     mouth_x: float
     mouth_y: float
     mouth_width: float
+    lines: contours.Contours | None = field(default=None, compare=False)
+    """The lips, jaw and lids where the landmarker placed them (None from the cascades)."""
 
     @property
     def chin_y(self) -> float:
@@ -71,6 +82,19 @@ class FaceGeometry:
             mouth_x=self.mouth_x * scale + dx,
             mouth_y=self.mouth_y * scale + dy,
             mouth_width=self.mouth_width * scale,
+            lines=None if self.lines is None else self.lines.transformed(scale=scale, dx=dx, dy=dy),
+        )
+
+    def contours(self) -> contours.Contours:
+        """The face's lines: the landmarker's, or drawn in average proportions."""
+        if self.lines is not None:
+            return self.lines
+        eyes = (self.left_eye, self.right_eye)
+        return contours.drawn(
+            mouth=(self.mouth_x, self.mouth_y),
+            mouth_width=self.mouth_width,
+            chin_y=self.chin_y,
+            eyes=((eyes[0].x, eyes[0].y, eyes[0].radius), (eyes[1].x, eyes[1].y, eyes[1].radius)),
         )
 
 
@@ -87,8 +111,16 @@ _NO_FACE = (
 )
 
 
+@dataclass(frozen=True)
+class Found:
+    """The face to animate, and what the user should hear about the choice."""
+
+    face: FaceGeometry
+    warnings: tuple[str, ...] = ()
+
+
 class FaceFinder:
-    """The landmarker (or the cascades); ``find`` is safe to call from several threads."""
+    """The landmarker (or the cascades); ``locate`` is safe to call from several threads."""
 
     def __init__(self, *, use_landmarks: bool | None = None) -> None:
         """``use_landmarks``: None takes the landmarker where it is installed."""
@@ -111,13 +143,38 @@ class FaceFinder:
         self._eyes = _cascade("haarcascade_eye.xml")
 
     def find(self, image: Frame) -> FaceGeometry:
-        """The largest face; raises FaceNotFound when there is none."""
+        """The face to animate (``locate``), without the warnings."""
+        return self.locate(image).face
+
+    def locate(self, image: Frame) -> Found:
+        """The largest front-facing face, with a warning when there were several; raises
+        FaceNotFound when there is none, FaceTooSmall when it is too small to animate."""
+        warnings: list[str] = []
         if self._landmarker is not None:
             faces = self._landmarker.faces(image) or self._faces_in_candidates(image)
             if not faces:
                 raise JobError(ErrorCode.FACE_NOT_FOUND, _NO_FACE, field="portrait")
-            return _from_mesh(faces[0])
-        return self._find_by_cascades(image)
+            chosen = next((mesh for mesh in faces if _frontal(mesh)), faces[0])
+            face = _from_mesh(chosen)
+            if len(faces) > 1:
+                warnings.append(
+                    f"The portrait shows {len(faces)} faces; the largest front-facing one"
+                    f" ({face.width:.0f} px wide, at x {face.x:.0f}-{face.x + face.width:.0f},"
+                    f" y {face.y:.0f}-{face.y + face.height:.0f}) is the one animated. Crop"
+                    " the portrait to the face that should speak to choose another."
+                )
+        else:
+            face = self._find_by_cascades(image)
+        if face.width < MIN_FACE_PIXELS:
+            raise JobError(
+                ErrorCode.FACE_TOO_SMALL,
+                f"The face is {face.width:.0f} px wide in the portrait; the embedded renderer"
+                f" needs at least {MIN_FACE_PIXELS} px to place the lips and eyes. Use a"
+                f" larger or closer photo (a face {SOFT_FACE_PIXELS} px wide or more looks"
+                " sharp).",
+                field="portrait",
+            )
+        return Found(face=face, warnings=tuple(warnings))
 
     def _faces_in_candidates(self, image: Frame) -> list[landmarks.FaceMesh]:
         """Faces the landmarker's detector (made for faces that fill much of the picture)
@@ -198,6 +255,27 @@ class FaceFinder:
         )
 
 
+def _frontal(mesh: landmarks.FaceMesh) -> bool:
+    """Whether the face looks at the camera: its nose tip near the middle of the eyes."""
+    left, right, nose = mesh.points[33], mesh.points[263], mesh.points[1]
+    span = float(np.linalg.norm(right - left))
+    if span < 1e-6:
+        return False
+    offset = float((nose - (left + right) / 2) @ (right - left)) / span**2
+    return abs(offset) < _FRONTAL_OFFSET
+
+
+def soft_face_warning(face: FaceGeometry, *, enlarged: float, size: int) -> str | None:
+    """The warning for a small face enlarged to fill the video, if it is one."""
+    if face.width >= SOFT_FACE_PIXELS or enlarged < SOFT_ENLARGEMENT:
+        return None
+    return (
+        f"The face is only {face.width:.0f} px wide in the portrait; it is enlarged"
+        f" {enlarged:.1f}x to fill the {size} px video and will look soft. A portrait with"
+        f" the face {SOFT_FACE_PIXELS} px wide or more looks sharp."
+    )
+
+
 def _from_mesh(mesh: landmarks.FaceMesh) -> FaceGeometry:
     """The renderer's geometry from the mesh, in the proportions the drawing and the framing
     were made for: a square box from the forehead (a cascade's), eye radii of about an eye's
@@ -219,6 +297,7 @@ def _from_mesh(mesh: landmarks.FaceMesh) -> FaceGeometry:
         mouth_x=mouth_x,
         mouth_y=mouth_y,
         mouth_width=abs(rx - lx),
+        lines=contours.from_mesh(mesh.points),
     )
 
 

@@ -32,6 +32,19 @@ LEFT_EYE = (33, 133, 159, 145)  # outer and inner corners, upper and lower lid (
 RIGHT_EYE = (263, 362, 386, 374)
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 MOUTH_CORNERS = (61, 291)
+# Contours, image left to right; the lips' upper and lower lines share their corners and
+# pair up point by point (the n-th upper point is above the n-th lower one).
+UPPER_INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LOWER_INNER_LIPS = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+UPPER_OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
+LOWER_OUTER_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
+JAW = (234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152,
+       377, 400, 378, 379, 365, 397, 288, 361, 323, 454)  # fmt: skip
+# The lids' margins, outer corner to inner corner.
+LEFT_UPPER_LID = (33, 246, 161, 160, 159, 158, 157, 173, 133)
+LEFT_LOWER_LID = (33, 7, 163, 144, 145, 153, 154, 155, 133)
+RIGHT_UPPER_LID = (263, 466, 388, 387, 386, 385, 384, 398, 362)
+RIGHT_LOWER_LID = (263, 249, 390, 373, 374, 380, 381, 382, 362)
 
 
 @dataclass(frozen=True)

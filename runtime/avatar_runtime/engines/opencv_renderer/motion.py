@@ -31,6 +31,7 @@ class Track:
 
     opening: FloatArray  # 0 closed .. 1 jaw dropped
     spread: FloatArray  # -1 rounded .. 1 wide
+    press: FloatArray  # 0 .. 1 lips pressed together (p, b, m)
     blink: FloatArray  # 0 open .. 1 closed
     head_angle: FloatArray  # degrees
     head_dx: FloatArray  # fraction of the frame size
@@ -112,6 +113,29 @@ def close_lips(opening: FloatArray, centres: list[float], *, fps: int) -> FloatA
     return out
 
 
+def press_curve(
+    phones: list[TimedPhone] | None, centres: list[float], *, steps: int, fps: int
+) -> FloatArray:
+    """How firmly the lips are pressed together: 1 through every p, b, m and in the frame
+    nearest its middle (whatever the smoothing left), easing in and out over a frame.
+
+    Lips at rest are the photo's, which may be parted (a smile showing teeth); a closure
+    must close them, so it is a motion of its own rather than an opening of 0.
+    """
+    press = np.zeros(steps, np.float32)
+    for start, end, shape in keyframes(phones or []):
+        if shape is CLOSED:
+            a = round(start * _GRID_HZ)
+            press[a : max(round(end * _GRID_HZ), a + 1)] = 1.0
+    press = np.maximum(press, _smooth(press, _COARTICULATION_SECONDS))
+    step = _GRID_HZ / fps
+    for centre in centres:
+        frame_step = round(round(centre * fps) * step)
+        for k in range(max(0, int(frame_step - step)), min(steps, int(frame_step + step) + 1)):
+            press[k] = max(press[k], 1.0 - abs(k - frame_step) / step)
+    return np.clip(press, 0.0, 1.0)
+
+
 def blink_curve(steps: int, rng: np.random.Generator) -> FloatArray:
     """Blinks every 2-6 s (people blink ~15 times a minute), now and then twice."""
     curve = np.zeros(steps, np.float32)
@@ -151,12 +175,14 @@ def build_track(
     rng = np.random.default_rng(seed)
     level, gate = loudness(speech, frames=int(np.ceil(frames / fps * _GRID_HZ)) + 1)
     opening, spread = mouth_curves(phones, level, gate)
-    opening = close_lips(opening, closures(phones), fps=fps)
+    centres = closures(phones)
+    opening = close_lips(opening, centres, fps=fps)
     steps = len(level)
     emphasis = _smooth(level * gate, 0.25)
     curves = {
         "opening": opening,
         "spread": spread,
+        "press": press_curve(phones, centres, steps=steps, fps=fps),
         "blink": blink_curve(steps, rng),
         "head_angle": _wander(steps, rng, 1.6) + 0.6 * emphasis,
         "head_dx": _wander(steps, rng, 0.008),

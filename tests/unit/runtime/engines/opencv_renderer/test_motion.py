@@ -70,3 +70,24 @@ def test_tracks_are_reproducible() -> None:
     b = build_track(speech, phones=None, fps=25, frames=50, seed=3)
     assert np.array_equal(a.blink, b.blink)
     assert np.array_equal(a.head_dx, b.head_dx)
+
+
+def test_every_closure_presses_the_lips_and_silence_does_not() -> None:
+    """The photo's lips may be parted (a smile): a /p/ /b/ /m/ presses them together in
+    the frame nearest its middle; a pause leaves them as the photo has them."""
+    samples = np.concatenate([tone(1.2), np.zeros(RATE, np.float32)])
+    speech = Speech(samples=samples, sample_rate=RATE)
+    phones, t, middles = [], 0.0, []
+    for length in (0.02, 0.03, 0.045, 0.1):
+        phones.append(TimedPhone("a", t, t + 0.2))
+        t += 0.2
+        phones.append(TimedPhone("m", t, t + length))
+        middles.append(t + length / 2)
+        t += length
+    phones.append(TimedPhone("a", t, 1.2))
+    track = build_track(speech, phones=phones, fps=25, frames=55, seed=1)
+    for middle in middles:
+        assert track.press[round(middle * 25)] == 1.0, middle
+        assert track.opening[round(middle * 25)] < 0.02, middle
+    assert track.press[2] < 0.01  # mid vowel
+    assert track.press[40:].max() == 0.0  # silence
