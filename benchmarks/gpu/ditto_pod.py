@@ -204,7 +204,9 @@ def _versions() -> dict[str, str]:
     import subprocess
 
     out: dict[str, str] = {}
-    for name in ("torch", "onnxruntime", "opencv-python-headless", "numpy"):
+    names = ("torch", "onnxruntime", "opencv-python-headless", "numpy", "transformers")
+    pod = ("coqui-tts", "faster-whisper", "ctranslate2", "av", "fastapi", "uvicorn")
+    for name in names + pod:  # the pod's packages where they are installed (whole_pod)
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -9,6 +9,7 @@ garbage collector removes a deleted pool's Deployments (their owner references).
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -55,6 +56,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     if config.metrics.port:
         start_http_server(config.metrics.port, registry=registry)
     kube = Kube(workers=config.kube.api_workers, urgent_workers=config.kube.urgent_workers)
+    gc.freeze()  # what start-up built lives as long as the process: no collection scans it
+    gc.set_threshold(*config.gc.thresholds)
     dispatcher = Dispatcher(
         settings=config,
         kube=kube,
@@ -106,7 +109,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     if dispatcher is not None:
         await dispatcher.stop()
         await dispatcher.runtime.close()
-        dispatcher.kube.close()
+        await dispatcher.kube.close()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

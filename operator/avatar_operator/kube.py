@@ -18,11 +18,13 @@ import logging
 import socket
 from typing import Any
 
+import aiohttp
 import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from avatar_operator.kube_http import KubeHttp
 from avatar_operator.resource import Ref, format_time
 from avatar_operator.settings import GROUP, KIND, PLURAL, POOL_PLURAL, VERSION
 
@@ -38,7 +40,23 @@ def _transient(exc: BaseException) -> bool:
     """Worth another try: the API server was busy, restarting, or briefly unreachable."""
     if isinstance(exc, ApiException):
         return exc.status in (429, 500, 502, 503, 504) or exc.status == 0
-    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError)
+    return isinstance(
+        exc,
+        urllib3.exceptions.HTTPError
+        | ConnectionError
+        | aiohttp.ClientConnectionError
+        | aiohttp.ClientPayloadError
+        | TimeoutError,
+    )
+
+
+def _retrying() -> AsyncRetrying:
+    return AsyncRetrying(
+        retry=retry_if_exception(_transient),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_attempt(6),
+        reraise=True,
+    )
 
 
 class RefusedError(Exception):
@@ -71,12 +89,21 @@ def load_config() -> None:
 
 
 class Kube:
-    """Two lanes of threads: the bulk (Queued writes, positions, progress, Events, the
-    pools) and the urgent (what a dispatch waits on), so that a backlog of thousands
-    queued in the bulk lane's executor never stands between a free slot and its job."""
+    """Two lanes: the bulk (Queued writes, positions, progress, Events, the pools) and
+    the urgent (what a dispatch waits on), so that a backlog of thousands queued in the
+    bulk lane never stands between a free slot and its job. Status writes and Events go
+    over aiohttp on the event loop (``kube_http``: a connection pool per lane); the rest
+    through the official client on a thread pool per lane."""
 
-    def __init__(self, *, workers: int, urgent_workers: int = 2) -> None:
-        config = kubernetes.client.Configuration.get_default_copy()
+    def __init__(
+        self,
+        *,
+        workers: int,
+        urgent_workers: int = 2,
+        config: kubernetes.client.Configuration | None = None,
+    ) -> None:
+        """``config``: what ``load_config`` set as the default, unless given."""
+        config = config or kubernetes.client.Configuration.get_default_copy()
         config.connection_pool_maxsize = workers + urgent_workers
         self._api = kubernetes.client.ApiClient(config)
         self._objects = kubernetes.client.CustomObjectsApi(self._api)
@@ -86,21 +113,28 @@ class Kube:
         self._urgent = concurrent.futures.ThreadPoolExecutor(
             urgent_workers, thread_name_prefix="kube-urgent"
         )
+        self._writes = KubeHttp(config, limit=workers)
+        self._urgent_writes = KubeHttp(config, limit=urgent_workers)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._urgent.shutdown(wait=False, cancel_futures=True)
         self._api.close()
+        await self._writes.close()
+        await self._urgent_writes.close()
+
+    async def _send(self, method: str, path: str, body: Any, *, urgent: bool = False) -> Any:
+        http = self._urgent_writes if urgent else self._writes
+        content_type = MERGE_PATCH if method == "PATCH" else "application/json"
+        async for attempt in _retrying():
+            with attempt:
+                return await http.send(method, path, body, content_type=content_type)
+        raise AssertionError("unreachable")  # AsyncRetrying either returns or raises
 
     async def _run(self, fn: Any, *args: Any, _urgent: bool = False, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         pool = self._urgent if _urgent else self._pool
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_transient),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            stop=stop_after_attempt(6),
-            reraise=True,
-        ):
+        async for attempt in _retrying():
             with attempt:
                 return await loop.run_in_executor(pool, lambda: fn(*args, **kwargs))
         raise AssertionError("unreachable")  # AsyncRetrying either returns or raises
@@ -108,15 +142,11 @@ class Kube:
     async def patch_status(self, ref: Ref, status: dict[str, Any], *, urgent: bool = False) -> bool:
         """Merge ``status`` into the resource's status; False when the resource is gone."""
         try:
-            await self._run(
-                self._objects.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                ref.namespace,
-                PLURAL,
-                ref.name,
+            await self._send(
+                "PATCH",
+                f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}/status",
                 {"status": status},
-                _urgent=urgent,
+                urgent=urgent,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -144,9 +174,8 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        created = await self._run(self._core.create_namespaced_event, ref.namespace, body)
-        name: str = created.metadata.name
-        return name
+        created = await self._send("POST", f"/api/v1/namespaces/{ref.namespace}/events", body)
+        return str(created["metadata"]["name"])
 
     async def repeat_event(self, ref: Ref, *, name: str, count: int, message: str) -> bool:
         """Count one more of an Event posted before; False when it is gone (expired)."""
@@ -156,7 +185,7 @@ class Kube:
             "lastTimestamp": format_time(dt.datetime.now(dt.UTC)),
         }
         try:
-            await self._run(self._core.patch_namespaced_event, name, ref.namespace, patch)
+            await self._send("PATCH", f"/api/v1/namespaces/{ref.namespace}/events/{name}", patch)
         except ApiException as exc:
             if exc.status == 404:
                 return False

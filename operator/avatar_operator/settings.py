@@ -115,14 +115,15 @@ class KubeSettings(BaseModel):
     api_workers: int = Field(
         8,
         ge=1,
-        description="Concurrent Kubernetes API calls: threads of the official client's pool.",
+        description="Concurrent Kubernetes API calls of the bulk lane: connections for status"
+        " writes and Events, threads for the rest.",
     )
     urgent_workers: int = Field(
         8,
         ge=1,
-        description="More threads only for the writes a dispatch waits on (the Running status"
-        " before the POST, the final phase), so a backlog's Queued writes and Events never"
-        " delay them.",
+        description="More connections only for the writes a dispatch waits on (the Running"
+        " status before the POST, the final phase), so a backlog's Queued writes and Events"
+        " never delay them.",
     )
 
 
@@ -187,6 +188,18 @@ class ScalingSettings(BaseModel):
     )
 
 
+class GcSettings(BaseModel):
+    """Python's cyclic garbage collector in the operator process."""
+
+    thresholds: tuple[int, int, int] = Field(
+        (20_000, 20, 20),
+        description="gc.set_threshold: with Python's own (700, 10, 10) a backlog of 10,000"
+        " videos drew 39 full collections of up to 1.4 s each (21 s together), every one a"
+        " pause of all dispatching; with these, none (docs/benchmarks.md). A first value of"
+        " 0 turns the collector off.",
+    )
+
+
 class MetricsSettings(BaseModel):
     port: int = Field(9090, ge=0, le=65535, description="Prometheus /metrics port; 0 = off.")
 
@@ -203,5 +216,6 @@ class OperatorSettings(BaseSettings):
     kube: KubeSettings = Field(default_factory=KubeSettings)
     estimates: EstimateSettings = Field(default_factory=EstimateSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    gc: GcSettings = Field(default_factory=GcSettings)
     pools: PoolSettings = Field(default_factory=PoolSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)

@@ -43,14 +43,37 @@ OWNER_CHECK: set[Grant] = {(settings.GROUP, f"{settings.POOL_PLURAL}/finalizers"
 RUNTIME_ONLY = {"pods", "deployments"}
 
 _METHOD = re.compile(r"^(read|list|create|patch|delete|replace)_namespaced_([a-z_]+?)(_status)?$")
+# ``self._send(VERB, f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}/{name}/status", ...)``
+_PATH = re.compile(
+    r"^/(?:apis/\{GROUP\}/\{VERSION\}|api/v1)/namespaces/\{[^}]+\}/"
+    r"(\{[A-Z_]+\}|[a-z]+)(?:/\{[^}]+\})?(/status)?$"
+)
+_HTTP_VERBS = {"POST": "create", "PATCH": "patch", "GET": "get", "DELETE": "delete"}
 _VERBS = {"read": "get", "replace": "update"}
 _APIS = {"_core": "", "_apps": "apps", "_objects": settings.GROUP}
 
 
+def _sent(node: ast.Call) -> Grant:
+    """A ``self._send("VERB", f"<path>", ...)``, by its path's template."""
+    verb, path = node.args[0], node.args[1]
+    assert isinstance(verb, ast.Constant), "kube.py: give _send its verb as a literal"
+    template = ast.unparse(path)[2:-1]  # f"..." -> ...
+    match = _PATH.match(template)
+    assert match, f"kube.py sends to {template}: teach this test its resource"
+    plural = match[1]
+    resource = getattr(settings, plural[1:-1]) if plural.startswith("{") else plural
+    group = settings.GROUP if template.startswith("/apis/") else ""
+    return (group, resource + (match[2] or ""), _HTTP_VERBS[str(verb.value)])
+
+
 def kube_calls() -> set[Grant]:
-    """Every ``self._run(self._<api>.<method>, ...)`` in kube.py, as (group, resource, verb)."""
+    """Every ``self._run(self._<api>.<method>, ...)`` and ``self._send(VERB, path, ...)`` in
+    kube.py, as (group, resource, verb)."""
     found: set[Grant] = set()
     for node in ast.walk(ast.parse(KUBE.read_text())):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "self._send":
+            found.add(_sent(node))
+            continue
         if not (isinstance(node, ast.Call) and ast.unparse(node.func) == "self._run"):
             continue
         target = node.args[0]

@@ -143,6 +143,7 @@ def test_operator_settings_reach_the_operator_as_its_own_environment(
             "throughputWindowSeconds": 600,
             "victimGraceSeconds": 30,
         },
+        "gc": {"thresholds": [5000, 15, 30]},
     }
     offered = SCHEMA["properties"]["operator"]["properties"]["settings"]["properties"]
     for group, fields in offered.items():  # settings added since: a value of their type

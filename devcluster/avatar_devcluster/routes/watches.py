@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,7 @@ from avatar_devcluster.routes import media, requests
 from avatar_devcluster.store import Change
 
 Obj = dict[str, Any]
+_BATCH = 1000  # events a watch sends in one write, at most
 
 
 async def stream(
@@ -64,40 +66,59 @@ async def stream(
     await response.prepare(request)
     include = request.query.get("includeObject", "Metadata")
 
-    async def send(kind: str, obj: Obj) -> None:
+    def line(kind: str, obj: Obj) -> bytes:
         if table and kind != "ERROR" and kind != "BOOKMARK":
             obj = tables.table(rt, [obj], include_object=include,
                                resource_version=obj["metadata"]["resourceVersion"])  # fmt: skip
-        await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+        return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+
+    async def send(kind: str, obj: Obj) -> None:
+        await response.write(line(kind, obj))
+
+    async def send_all(events: Iterable[tuple[str, Obj]]) -> None:
+        """In writes of up to ``_BATCH`` events: one write each fell behind a burst."""
+        lines: list[bytes] = []
+        for kind, obj in events:
+            lines.append(line(kind, requests.as_version(obj, rt)))
+            if len(lines) >= _BATCH:
+                await response.write(b"".join(lines))
+                lines = []
+        if lines:
+            await response.write(b"".join(lines))
 
     try:
         if since in ("", "0"):
-            for obj in cluster.store.objects(rt.group, rt.plural, namespace or None):
-                if matches(obj):
-                    await send("ADDED", requests.as_version(obj, rt))
+            await send_all(
+                ("ADDED", obj)
+                for obj in cluster.store.objects(rt.group, rt.plural, namespace or None)
+                if matches(obj)
+            )
         else:
             backlog = cluster.store.history_since(revision)
             if backlog is None:
                 expired = gone(f"too old resource version: {revision} ({cluster.store.revision})")
                 await send("ERROR", expired.status())
                 return response
-            for change in backlog:
-                if (kind := seen_as(change)) is not None:
-                    await send(kind, requests.as_version(change.object, rt))
+            await send_all((kind, change.object) for change in backlog if (kind := seen_as(change)))
         bookmarks = request.query.get("allowWatchBookmarks") in ("1", "true")
         deadline = asyncio.get_running_loop().time() + timeout
         while (left := deadline - asyncio.get_running_loop().time()) > 0:
-            try:
-                change = await asyncio.wait_for(watcher.queue.get(), min(left, bookmark_seconds))
-            except TimeoutError:
-                if bookmarks:
-                    current = str(cluster.store.revision)
-                    marker = {"kind": rt.kind, "apiVersion": rt.group_version,
-                              "metadata": {"resourceVersion": current}}  # fmt: skip
-                    await send("BOOKMARK", marker)
-                continue
-            if (kind := seen_as(change)) is not None:
-                await send(kind, requests.as_version(change.object, rt))
+            changes: list[Change] = []
+            if watcher.queue.empty():
+                try:
+                    changes.append(
+                        await asyncio.wait_for(watcher.queue.get(), min(left, bookmark_seconds))
+                    )
+                except TimeoutError:
+                    if bookmarks:
+                        current = str(cluster.store.revision)
+                        marker = {"kind": rt.kind, "apiVersion": rt.group_version,
+                                  "metadata": {"resourceVersion": current}}  # fmt: skip
+                        await send("BOOKMARK", marker)
+                    continue
+            while not watcher.queue.empty() and len(changes) < _BATCH:
+                changes.append(watcher.queue.get_nowait())
+            await send_all((kind, c.object) for c in changes if (kind := seen_as(c)))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
