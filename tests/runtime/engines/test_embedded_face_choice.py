@@ -18,6 +18,7 @@ from skimage import data
 from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.api.jobs import JobSpec
 from avatar_runtime.engines.opencv_renderer import face as faces
+from avatar_runtime.engines.opencv_renderer import landmarks
 from avatar_runtime.engines.opencv_renderer.drawing import FaceAnimator
 from avatar_runtime.engines.opencv_renderer.renderer import OpenCVRenderer
 from avatar_runtime.pipeline.runner import Pipeline
@@ -101,3 +102,29 @@ def test_the_jobs_result_carries_the_warning(pipeline: Pipeline, tmp_path: Path)
     result = pipeline.run(spec)
     assert len(result.warnings) == 1
     assert "2 faces" in result.warnings[0]
+
+
+def test_a_face_turned_near_profile_is_refused_and_a_three_quarter_one_animated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The astronaut's own landmarks, the nose tip moved along the eyes' line: at 0.3 eye
+    spans (about 35 degrees) the face is animated, at 0.6 (about 55 degrees) refused."""
+    finder = faces.FaceFinder()
+    if finder._landmarker is None:
+        pytest.skip("MediaPipe's Face Landmarker is not installed")
+    (mesh,) = finder._landmarker.faces(ASTRONAUT)
+    left, right = mesh.points[33], mesh.points[263]
+    middle, along = (left + right) / 2, right - left
+
+    def turned(offset: float) -> list[landmarks.FaceMesh]:
+        points = mesh.points.copy()
+        points[1] = middle + along * offset + [0, 30]  # below the eyes, moved sideways
+        return [landmarks.FaceMesh(points)]
+
+    monkeypatch.setattr(finder._landmarker, "faces", lambda image: turned(0.3))
+    assert finder.locate(ASTRONAUT).face.width == pytest.approx(90, abs=8)
+    monkeypatch.setattr(finder._landmarker, "faces", lambda image: turned(0.6))
+    with pytest.raises(JobError) as refused:
+        finder.locate(ASTRONAUT)
+    assert refused.value.code is ErrorCode.FACE_NOT_FOUND
+    assert "turned too far" in str(refused.value)

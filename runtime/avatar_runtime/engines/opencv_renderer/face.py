@@ -10,6 +10,7 @@ line is searched by colour: good on a clear front-facing photo, wrong on many ot
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -37,6 +38,9 @@ MIN_FACE_PIXELS = 40
 # Of several faces, the largest whose nose sits within this share of the eyes' span from
 # their middle (a face turned no more than about 30 degrees) is the one that speaks.
 _FRONTAL_OFFSET = 0.25
+# A face whose nose sits this far out (turned about 50 degrees or more) shows too little of its
+# far side to animate: with no front-facing face, it is refused as FaceNotFound.
+_TURNED_OFFSET = 0.45
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,14 @@ class FaceFinder:
             if not faces:
                 raise JobError(ErrorCode.FACE_NOT_FOUND, _NO_FACE, field="portrait")
             chosen = next((mesh for mesh in faces if _frontal(mesh)), faces[0])
+            if abs(_turn(chosen)) >= _TURNED_OFFSET:
+                raise JobError(
+                    ErrorCode.FACE_NOT_FOUND,
+                    "The face is turned too far to the side to animate (its nose is near the"
+                    " edge of the face). Use a portrait that looks at the camera, or at most"
+                    " three-quarter.",
+                    field="portrait",
+                )
             face = _from_mesh(chosen)
             if len(faces) > 1:
                 warnings.append(
@@ -255,14 +267,19 @@ class FaceFinder:
         )
 
 
-def _frontal(mesh: landmarks.FaceMesh) -> bool:
-    """Whether the face looks at the camera: its nose tip near the middle of the eyes."""
+def _turn(mesh: landmarks.FaceMesh) -> float:
+    """How far the nose tip sits from the middle of the eyes, in eye spans along their
+    line: 0 looking at the camera, about 0.25 at 30 degrees, 0.45 near 50, 0.7 at 60."""
     left, right, nose = mesh.points[33], mesh.points[263], mesh.points[1]
     span = float(np.linalg.norm(right - left))
     if span < 1e-6:
-        return False
-    offset = float((nose - (left + right) / 2) @ (right - left)) / span**2
-    return abs(offset) < _FRONTAL_OFFSET
+        return math.inf
+    return float((nose - (left + right) / 2) @ (right - left)) / span**2
+
+
+def _frontal(mesh: landmarks.FaceMesh) -> bool:
+    """Whether the face looks at the camera: its nose tip near the middle of the eyes."""
+    return abs(_turn(mesh)) < _FRONTAL_OFFSET
 
 
 def soft_face_warning(face: FaceGeometry, *, enlarged: float, size: int) -> str | None:
