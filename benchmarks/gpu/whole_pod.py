@@ -15,9 +15,10 @@ nothing, so the intelligibility limits are opened (``quality.max_wer`` and
 
 Parts, each a pod started for it (``--parts``):
 
-- ``unbatched``: Ditto as shipped (``DittoRenderer``, online, one per slot),
-  3 slots: jobs one at a time (one worker; the median of ``--baseline-runs``),
-  then 2 and 3 at once (today's independent slots);
+- ``unbatched``: Ditto as shipped (``DittoRenderer``, online, one per slot) and
+  XTTS-v2 as coqui-tts speaks (eager, one chunk of a job at a time), 3 slots:
+  jobs one at a time (one worker; the median of ``--baseline-runs``), then 2
+  and 3 at once (today's independent slots);
 - ``eager`` / ``compiled``: ``engines.ditto_batched`` (and ``ditto_compiled``),
   8 slots sharing one renderer, 1, 2, 3, 4 and 8 jobs at once.
 
@@ -149,6 +150,8 @@ def pod_env(
         "QUALITY__RETRIABLE_CER": "1e9",
         "STORAGE__LOCAL_BUCKETS": str(vols["buckets"]),
     }
+    if not batched:  # as shipped: XTTS-v2 eager and one chunk at a time, as coqui-tts speaks
+        settings |= {"ENGINES__XTTS_CUDA_GRAPHS": "false", "ENGINES__XTTS_CHUNKS_AHEAD": "0"}
     path = [str(REPO), os.environ.get("PYTHONPATH", "")]
     return {
         **{prefix + k: v for k, v in settings.items()},

@@ -126,7 +126,7 @@ def main() -> None:
 
     def through_engine(max_batch: int) -> tuple[float, float, list[int]]:
         """``args.jobs`` jobs from as many threads, as slots send them."""
-        engine.batcher = Batcher(engine._generate, max_batch=max_batch, window=0.01)
+        engine.batcher = Batcher(engine._model, max_batch=max_batch, window=0.01, lock=engine._lock)
         results: list[float] = []
 
         def job(seed: int) -> None:

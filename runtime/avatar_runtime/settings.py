@@ -107,11 +107,25 @@ class EngineSettings(BaseModel):
     xtts_max_batch: int = Field(
         8,
         ge=1,
-        description="Most chunks XTTS-v2 speaks in one batch (all slots' together); 1 = take"
-        " turns. 4 in a batch ran 4.5x the throughput of taking turns on an H100.",
+        le=64,
+        description="Most chunks XTTS-v2 speaks at once (all slots' together: rows of its"
+        " static KV cache, about 255 MB each at full length in fp32); 1 = take turns. 4 at"
+        " once ran 4.5x the throughput of taking turns on an H100.",
     )
     xtts_batch_window: float = Field(
         0.01, ge=0, description="Seconds a chunk waits for others after an idle spell."
+    )
+    xtts_chunks_ahead: int = Field(
+        1,
+        ge=0,
+        le=4,
+        description="Chunks of a job spoken ahead of the one it waits for, in rows no waiting"
+        " chunk wants: a job alone then speaks its chunks side by side; 0 = one at a time.",
+    )
+    xtts_cuda_graphs: bool = Field(
+        True,
+        description="Capture XTTS-v2's decode step as CUDA graphs at load (one per batch size;"
+        " on a GPU only). Off: the same step, eager.",
     )
     voices_kept: int = Field(
         64, gt=0, description="Cloned voices (conditioning latents) kept in memory, by sample hash."

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 from collections import deque
 from dataclasses import dataclass
@@ -130,6 +131,7 @@ class Engine:
         self.samples: list[Sample] = []
         self._arrived: deque[tuple[float, float]] = deque()
         self._arrived_sum = 0.0
+        self._arrived_squares = 0.0
         self._events: list[tuple[float, int, int, object, object]] = []
         self._seq = itertools.count()
         self._names = itertools.count()
@@ -154,19 +156,24 @@ class Engine:
             backlog_seconds=self.backlog if self.queue else 0.0,
             queued=len(self.queue),
             arrival_rate=max(0.0, self._arrived_sum) / self.config.arrival_window_s,
+            arrival_rate_error=math.sqrt(max(0.0, self._arrived_squares))
+            / self.config.arrival_window_s,
             pods=pods,
         )
 
     def _forget_arrivals(self) -> None:
-        """Drop arrivals older than the window from the running sum; an empty window sums
-        to exactly 0 (as the operator's fresh sum does), not to a rounding residue that a
-        policy would read as a video arriving."""
+        """Drop arrivals older than the window from the running sums (of video seconds, and
+        of their squares for the rate's standard error); an empty window sums to exactly 0
+        (as the operator's fresh sum does), not to a rounding residue that a policy would
+        read as a video arriving."""
         horizon = self.now - self.config.arrival_window_s
         arrived = self._arrived
         while arrived and arrived[0][0] < horizon:
-            self._arrived_sum -= arrived.popleft()[1]
+            video = arrived.popleft()[1]
+            self._arrived_sum -= video
+            self._arrived_squares -= video * video
         if not arrived:
-            self._arrived_sum = 0.0
+            self._arrived_sum = self._arrived_squares = 0.0
 
     def idle_pods(self) -> list[str]:
         idle = [p for p in self.pods.values() if not p.jobs]
@@ -263,6 +270,7 @@ class Engine:
     def _on_arrival(self, job: Job) -> None:
         self._arrived.append((self.now, job.video))
         self._arrived_sum += job.video
+        self._arrived_squares += job.video * job.video
         self._forget_arrivals()
         self._enqueue(job, front=False)
         if not self.pods:

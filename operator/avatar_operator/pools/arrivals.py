@@ -2,13 +2,15 @@
 
 The dispatcher knows every job; this module notes each new one once, at the time it
 was created (an operator that restarts sees its backlog as having arrived when it did,
-not all at once), and forgets it after the throughput window.
+not all at once), and forgets it after the throughput window. The rate comes with its
+standard error, from the same videos, so that the policy can tell a burst from noise.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+import math
 from collections.abc import Iterable, Mapping
 
 from avatar_operator.jobs import Job
@@ -43,3 +45,10 @@ class Arrivals:
     def rate(self, pool: str, now: float) -> float:
         recent = self._recent.get(pool, ())
         return sum(seconds for at, seconds in recent if at >= now - self.window) / self.window
+
+    def rate_error(self, pool: str, now: float) -> float:
+        """The standard error of ``rate``, as a Poisson count of the window's videos gives
+        it: sqrt(the sum of their video seconds squared) / window (0 for none)."""
+        recent = self._recent.get(pool, ())
+        squares = sum(seconds * seconds for at, seconds in recent if at >= now - self.window)
+        return math.sqrt(squares) / self.window

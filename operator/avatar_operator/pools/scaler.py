@@ -324,6 +324,7 @@ class Scaler:
             backlog_seconds=seconds,
             queued=waiting,
             arrival_rate=self.arrivals.rate(pool.name, now),
+            arrival_rate_error=self.arrivals.rate_error(pool.name, now),
             pods=tuple(signal for signal, _, _ in seen),
         )
         decision = decide(signals, pool.spec.policy(), state.memory)

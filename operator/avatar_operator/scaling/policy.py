@@ -6,13 +6,15 @@ runs (one request nearly saturates a GPU, so utilisation says little):
 
 - the backlog, in seconds of video waiting (the operator's estimate), and the
   arrival rate, in seconds of video arriving per second (over the operator's
-  throughput window, 300 s), which the policy averages further unless it jumps
-  (``smoothed_arrivals``: noise is averaged away, a burst is not);
+  throughput window, 300 s) with its standard error, which the policy averages further
+  unless it moves further than its noise explains (``smoothed_arrivals``: noise is
+  averaged away, a burst is not);
 - each pod's measured throughput, in video seconds per second while busy
   (``rate(avatar_runtime_video_seconds_total)``): measured, not slots, because
   independent slots were measured to add almost no throughput on a GPU;
 - which pods are busy, and which are still starting (they count as capacity on
-  the way: not counting them is what makes KEDA's ScaledJob start duplicates).
+  the way: not counting them is what makes KEDA's ScaledJob start duplicates), and
+  how many slots a pod has (a waiting video needs a slot, not a pod).
 
 The rules (each a property ``tests/unit/operator/scaling/test_policy.py`` checks):
 
@@ -73,8 +75,13 @@ class PoolSignals:
     queued: int
     """Videos waiting for a slot."""
     arrival_rate: float = 0.0
-    """Seconds of video arriving per second, recently (~2 minutes)."""
+    """Seconds of video arriving per second, over the caller's window (the operator's
+    ``scaling.throughput_window_seconds``)."""
     pods: tuple[PodSignal, ...] = ()
+    arrival_rate_error: float = 0.0
+    """The standard error of ``arrival_rate`` as a Poisson count of the window's videos
+    would give it: sqrt(sum of their video seconds squared) / window. 0 for an empty
+    window, or unknown (then every change of the rate is taken as it is)."""
 
 
 @dataclass(frozen=True)
@@ -88,17 +95,22 @@ class PoolPolicy:
     scale_down_delay_seconds: float = 300.0
     idle_before_zero_seconds: float = 600.0
     headroom: float = 0.3
-    """Square-root staffing: ``headroom * sqrt(load)`` pods beyond the load (in pods), so
-    small pools, where arrivals are lumpy, keep relatively more spare than large ones."""
+    """Square-root staffing: ``headroom * sqrt(load / slots)`` pods beyond the load (in
+    pods), so small pools, where arrivals are lumpy, keep relatively more spare than large
+    ones. Staffed in slots (a video waits for a slot, and a pod's slots share its
+    throughput, so they are ``slots`` times as many servers at a ``slots``-th of the speed
+    each): more slots absorb more of the lumps, and one slot is the pod rule."""
     arrival_smoothing_seconds: float = 900.0
     """The arrival rate is averaged over about this long (exponentially, in the memory).
     A rate over a few minutes is noisy (about 13% at 1,000 videos/h over 300 s), and the
     pool would follow its peaks for a whole scale-down window. 0: the rate as given."""
-    arrival_jump: float = 3.0
-    """A rate this many times the average, or this many times smaller, is taken as it is:
-    a burst (10x) or its end is no noise to average away, while a five-minute rate at
-    100 videos/h (about 42% noise) seldom moves this far by chance. Both knobs were
-    chosen with the fleet simulator (``simulator/``, docs/scaling.md)."""
+    arrival_jump: float = 4.0
+    """A rate this many standard errors above or below the average is taken as it is: a
+    burst or its end is no noise to average away. The noise is the window's own (a
+    five-minute rate is about 4% noisy at 10,000 videos/h, 42% at 100), so a large pool
+    follows a burst within seconds of its start, and a small one is not moved by a lumpy
+    few minutes. Both knobs were chosen with the fleet simulator (``simulator/``,
+    docs/scaling.md)."""
     prior_throughput: float = 0.18
     """Video seconds per second a pod is assumed to do until one has been measured
     (the seed's L4: XTTS-v2 0.71 + Ditto 4.8 = 5.51 s of GPU per video second)."""
@@ -114,8 +126,8 @@ class PoolPolicy:
             or self.arrival_smoothing_seconds < 0
         ):
             raise ValueError("delays cannot be negative")
-        if self.arrival_jump <= 1:
-            raise ValueError("arrival_jump must be above 1")
+        if self.arrival_jump <= 0:
+            raise ValueError("arrival_jump must be positive")
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,13 @@ class PolicyMemory:
     """When the last decision was made."""
     started: float | None = None
     """The first decision's time; None for a fresh memory (a new pool, a restart)."""
+    arrival_noise: float | None = None
+    """The arrival rate's variance per unit of rate, from the last window with videos
+    (``arrival_noise``)."""
+    throughput: float | None = None
+    """The last measured throughput per pod: a pool at zero keeps what its pods did."""
+    slots: int | None = None
+    """The last known slots per pod, likewise."""
 
 
 class Direction(enum.StrEnum):
@@ -158,10 +177,19 @@ class Decision:
     """The replicas the load asks for now, before stabilisation and bounds."""
 
 
-def throughput_per_pod(signals: PoolSignals, policy: PoolPolicy) -> float:
-    """The median measured throughput of the pool's pods, or the prior when none is."""
-    measured = sorted(p.throughput for p in signals.pods if p.throughput and p.throughput > 0)
+def _measured(signals: PoolSignals) -> list[float]:
+    return sorted(p.throughput for p in signals.pods if p.throughput and p.throughput > 0)
+
+
+def throughput_per_pod(
+    signals: PoolSignals, policy: PoolPolicy, memory: PolicyMemory | None = None
+) -> float:
+    """The median measured throughput of the pool's pods; while none is measured (a pool
+    at zero, its new pods), the last one measured (``memory``), else the prior."""
+    measured = _measured(signals)
     if not measured:
+        if memory is not None and memory.throughput is not None:
+            return memory.throughput
         return policy.prior_throughput
     middle = len(measured) // 2
     if len(measured) % 2:
@@ -169,16 +197,41 @@ def throughput_per_pod(signals: PoolSignals, policy: PoolPolicy) -> float:
     return (measured[middle - 1] + measured[middle]) / 2
 
 
+def slots_per_pod(signals: PoolSignals, memory: PolicyMemory | None = None) -> int:
+    """The most slots a pod of the pool reports; for a pool without pods, the last known
+    (``memory``), else 1."""
+    if signals.pods:
+        return max(1, max(p.slots for p in signals.pods))
+    return memory.slots if memory is not None and memory.slots else 1
+
+
+def arrival_noise(signals: PoolSignals, memory: PolicyMemory) -> float | None:
+    """The variance of the window's rate per unit of rate (error² / rate: a Poisson count's
+    variance grows with its rate), from the caller's standard error when videos arrived in
+    the window, else the last one seen; None when none has been."""
+    if signals.arrival_rate > 0 and signals.arrival_rate_error > 0:
+        return signals.arrival_rate_error**2 / signals.arrival_rate
+    return memory.arrival_noise
+
+
 def smoothed_arrivals(signals: PoolSignals, policy: PoolPolicy, memory: PolicyMemory) -> float:
     """An exponential average of the given arrival rate with time constant
     ``arrival_smoothing_seconds``, from the last decision's; the given rate itself for a
-    fresh memory or when it is ``arrival_jump`` times above or below the average. So no
-    arrivals within the operator's window is 0 at once, and an idle pool can go to zero."""
+    fresh memory or when it is ``arrival_jump`` standard errors above or below the average.
+
+    The standard error is a Poisson count's (``arrival_noise``), at the larger of the two
+    rates, so that a jump is a change that neither the window's count nor the average's
+    explains: a burst, or its end. An empty window is such a change only where the
+    average expects many videos in it; at a few videos an hour it is no news, and the
+    average decays (the pool still goes to zero by ``idle_before_zero_seconds``). With no
+    error known (none given yet), every change is taken as it is."""
     given = max(signals.arrival_rate, 0.0)
     last, at = memory.arrival_rate, memory.decided_at
     if policy.arrival_smoothing_seconds <= 0 or last is None or at is None:
         return given
-    if given > last * policy.arrival_jump or given * policy.arrival_jump < last:
+    noise = arrival_noise(signals, memory)
+    error = 0.0 if noise is None else math.sqrt(max(given, last) * noise)
+    if abs(given - last) > policy.arrival_jump * error:
         return given
     weight = 1 - math.exp(-max(0.0, signals.now - at) / policy.arrival_smoothing_seconds)
     return last + weight * (given - last)
@@ -188,7 +241,8 @@ def decide(signals: PoolSignals, policy: PoolPolicy, memory: PolicyMemory) -> De
     """The pool's replicas now (see the module for the rules)."""
     now, pods = signals.now, signals.pods
     current = len(pods)
-    rate = throughput_per_pod(signals, policy)
+    rate = throughput_per_pod(signals, policy, memory)
+    slots = slots_per_pod(signals, memory)
     busy = sum(1 for p in pods if p.busy_slots > 0)
     has_work = signals.queued > 0 or signals.backlog_seconds > 0 or busy > 0
     if has_work:
@@ -201,14 +255,19 @@ def decide(signals: PoolSignals, policy: PoolPolicy, memory: PolicyMemory) -> De
     # Pods to keep up with arrivals, plus those to drain the backlog within the target.
     arrivals = smoothed_arrivals(signals, policy, memory)
     load = arrivals / rate
-    sustain = max(0.0, load + policy.headroom * math.sqrt(load))
+    sustain = max(0.0, load + policy.headroom * math.sqrt(load / slots))
     drain = max(signals.backlog_seconds, 0.0) / (rate * policy.target_wait_seconds)
     if signals.queued > 0:
-        drain = min(drain, float(signals.queued))  # a video waiting can use one pod, no more
+        # A video waiting can use one slot, no more: the queue fills queued / slots pods.
+        drain = min(drain, signals.queued / slots)
     wanted = max(math.ceil(sustain + drain - 1e-9), busy, 1 if signals.queued > 0 else 0)
     reason = "backlog" if drain >= sustain and drain > 0 else "arrivals" if sustain > 0 else "busy"
     gone_idle = not has_work and now - last_work >= policy.idle_before_zero_seconds
-    if wanted == 0 and not has_work and not gone_idle:
+    if gone_idle and signals.arrival_rate <= 0:
+        # No video waited or rendered for the idle time, and none arrived in the window:
+        # the average of arrivals is of videos long done, no reason to stay.
+        wanted = 0
+    elif wanted == 0 and not has_work:
         wanted, reason = min(current, 1), "idle"  # warm until the idle time passes
 
     if gone_idle and wanted == 0:
@@ -256,6 +315,7 @@ def decide(signals: PoolSignals, policy: PoolPolicy, memory: PolicyMemory) -> De
         f" video in {signals.queued} videos, arrivals {signals.arrival_rate:.2f} s/s"
         f" (smoothed {arrivals:.2f}),"
         f" {busy} busy of {current} pods, {rate:.3f} video s/s per pod"
+        + (f" ({slots} slots)" if slots > 1 else "")
         + (f"; {wanted} wanted, capped at maxReplicas {policy.max_replicas}" if capped else "")
     )
     return Decision(
@@ -271,6 +331,9 @@ def decide(signals: PoolSignals, policy: PoolPolicy, memory: PolicyMemory) -> De
             started=now if memory.started is None else memory.started,
             arrival_rate=arrivals,
             decided_at=now,
+            arrival_noise=arrival_noise(signals, memory),
+            throughput=rate if any(p.throughput for p in pods) else memory.throughput,
+            slots=slots if pods else memory.slots,
         ),
         wanted=wanted,
     )

@@ -83,6 +83,8 @@ def _xtts(settings: EngineSettings) -> TTSEngine:
         voices_kept=settings.voices_kept,
         max_batch=settings.xtts_max_batch,
         batch_window=settings.xtts_batch_window,
+        chunks_ahead=settings.xtts_chunks_ahead,
+        cuda_graphs=settings.xtts_cuda_graphs,
     )
 
 

@@ -1,9 +1,10 @@
 """XTTS-v2 (through ``coqui-tts``) as the TTS: voice cloning, loaded from the model volume.
 
-One model per pod serves every slot, and the slots' chunks are spoken in
-batches (``xtts_batching``): XTTS's GPT is launch-bound, so 4 chunks at once
-cost little more than 1 (measured 4.5x the throughput of taking turns;
-``docs/benchmarks.md``).
+One model per pod serves every slot, and the slots' chunks are spoken
+together (``xtts_batching``, over the static, graphed decoder of
+``xtts_decode``): XTTS's GPT is launch-bound, so 8 chunks at once cost little
+more than 1. A job's next chunk is spoken beside the one it waits for
+(``chunks_ahead``), so a job alone does not take turns with itself either.
 
 A voice is conditioning latents (a GPT style embedding and a speaker vector)
 computed from a sample once and cached by the sample's sha256, so a customer's
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import importlib.util
+import itertools
 import logging
 import threading
 import time
@@ -72,6 +74,8 @@ class XttsTTS:
         voices_kept: int = 64,
         max_batch: int = 8,
         batch_window: float = 0.01,
+        chunks_ahead: int = 1,
+        cuda_graphs: bool = True,
         sampling: dict[str, Any] | None = None,
     ) -> None:
         import torch
@@ -109,9 +113,14 @@ class XttsTTS:
         self._lock = threading.Lock()  # cloning and batches take turns on the model
         self.voices_computed = 0
         """Samples analysed so far (a cached voice does not count): for tests and metrics."""
-        self._sampling = {**xtts_batching.SAMPLING, **(sampling or {})}
+        self._chunks_ahead = chunks_ahead
         self.batcher = xtts_batching.Batcher(
-            self._generate, max_batch=max_batch, window=batch_window
+            model,
+            max_batch=max_batch,
+            window=batch_window,
+            sampling=sampling,
+            graphs=cuda_graphs,
+            lock=self._lock,
         )
 
     # -- the TTSEngine interface --------------------------------------------------------------
@@ -142,26 +151,41 @@ class XttsTTS:
         if not pieces:
             raise JobError(ErrorCode.TEXT_EMPTY, "The text has nothing that can be spoken.")
         latent, speaker = self._conditioning(voice)
-        for number, piece in enumerate(pieces):
-            if stop is not None and stop.is_set():
-                raise JobError(ErrorCode.CANCELLED, "The job was stopped while speaking.")
-            started = time.perf_counter()
+        spoken: collections.deque[xtts_batching.Request] = collections.deque()
+
+        def submit(piece: str) -> None:
             tokens = self._model.tokenizer.encode(piece.strip().lower(), lang=lang)
             request = xtts_batching.Request(tokens=tokens, latent=latent, speaker=speaker)
-            audio = np.clip(self.batcher.speak(request), -1.0, 1.0)
-            log.debug(
-                "xtts chunk %d/%d: %d chars, %.2f s of audio in %.2f s",
-                number + 1,
-                len(pieces),
-                len(piece),
-                len(audio) / self.sample_rate,
-                time.perf_counter() - started,
-            )
-            yield audio
+            request.ahead = bool(spoken)
+            spoken.append(request)
+            self.batcher.submit(request)
 
-    def _generate(self, requests: list[xtts_batching.Request]) -> list[AudioArray]:
-        with self._lock:
-            return xtts_batching.generate(self._model, requests, self._sampling)
+        upcoming = iter(pieces)
+        try:
+            for number in range(len(pieces)):
+                if stop is not None and stop.is_set():
+                    raise JobError(ErrorCode.CANCELLED, "The job was stopped while speaking.")
+                # The next chunk is spoken while this one is: alone, a job's chunks then share
+                # the GPU's steps instead of taking turns.
+                for piece in itertools.islice(upcoming, 1 + self._chunks_ahead - len(spoken)):
+                    submit(piece)
+                started = time.perf_counter()
+                request = spoken[0]
+                request.needed()
+                audio = np.clip(request.done.result(), -1.0, 1.0)
+                spoken.popleft()
+                log.debug(
+                    "xtts chunk %d/%d: %d tokens, %.2f s of audio, waited %.2f s",
+                    number + 1,
+                    len(pieces),
+                    len(request.tokens),
+                    len(audio) / self.sample_rate,
+                    time.perf_counter() - started,
+                )
+                yield audio
+        finally:
+            for request in spoken:  # stopped or failed: rows spoken ahead are given up
+                request.abandoned.set()
 
     # -- voices -------------------------------------------------------------------------------
 
@@ -207,6 +231,8 @@ class XttsTTS:
             try:
                 speaker = self._model.get_speaker_embedding(audio, sample.sample_rate)
                 latent = self._model.get_gpt_cond_latents(audio, sample.sample_rate)
+                if self.device.type == "cuda":  # the TTS reads them on its own stream
+                    self._torch.cuda.current_stream().synchronize()
             except RuntimeError as exc:  # XTTS: "reference audio too short"
                 raise JobError(
                     ErrorCode.VOICE_TOO_SHORT, f"voice sample: {exc}", field="voice"

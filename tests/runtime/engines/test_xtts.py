@@ -25,10 +25,11 @@ import torch
 from avatar_devcluster.waiting import wait_until
 from avatar_runtime.api.errors import ErrorCode, JobError
 from avatar_runtime.api.jobs import JobSpec
-from avatar_runtime.engines import registry, xtts_batching
+from avatar_runtime.engines import registry, xtts_batching, xtts_decode
 from avatar_runtime.engines.base import Renderer, VoiceSample
 from avatar_runtime.engines.ditto_renderer import DittoRenderer
 from avatar_runtime.engines.piper_tts import PiperTTS
+from avatar_runtime.engines.xtts_decode import Sampling, StaticDecoder
 from avatar_runtime.engines.xtts_tts import XttsTTS
 from avatar_runtime.inputs.voice import VOICE_RATE, decode_voice
 from avatar_runtime.pipeline.runner import Pipeline
@@ -122,35 +123,144 @@ def test_a_stop_ends_speech_between_chunks(xtts: XttsTTS) -> None:
     assert raised.value.code == ErrorCode.CANCELLED
 
 
-def _first_logits(engine: XttsTTS, texts: list[str]) -> list[torch.Tensor]:
-    """The GPT's scores for every generated audio token, per text, spoken as one batch."""
+def _scores_alone(engine: XttsTTS, text: str) -> torch.Tensor:
+    """A chunk's raw GPT scores, step by step, through coqui-tts's own path (``generate``)."""
     model = engine._model
-    latent, speaker = engine._conditioning(None)
-    seen: list[torch.Tensor] = []
-    hook = model.gpt.gpt_inference.lm_head.register_forward_hook(
-        lambda _module, _inputs, out: seen.append(out[:, -1].detach().clone())
+    latent, _ = engine._conditioning(None)
+    tokens = torch.tensor([model.tokenizer.encode(text, lang="en")])
+    with torch.inference_mode():
+        out = model.gpt.generate(
+            latent,
+            tokens,
+            do_sample=False,
+            repetition_penalty=10.0,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    return torch.cat(out[1].logits)  # (steps, vocabulary)
+
+
+def test_a_chunk_decodes_as_transformers_would_alone_even_when_it_joins_others(
+    xtts: XttsTTS,
+) -> None:
+    """Rows of the static cache keep their own positions: a chunk that takes a row while
+    others are mid-way gets, step for step, the scores coqui-tts's generate gives it alone."""
+    model = xtts._model
+    latent, speaker = xtts._conditioning(None)
+    texts = ["hello there.", "a much longer sentence, so that the prefixes differ.", "ok."]
+    alone = [_scores_alone(xtts, t) for t in texts]
+    # Not trivially equal: another text scores otherwise, far beyond the tolerance.
+    assert float((alone[0] - alone[1]).abs().max()) > 1e-4
+    decoder = StaticDecoder(
+        model.gpt, rows=4, sampling=Sampling(do_sample=False), max_new_tokens=TOKENS
     )
-    try:
-        requests = [
-            xtts_batching.Request(model.tokenizer.encode(t, lang="en"), latent, speaker)
-            for t in texts
+    requests = [
+        xtts_batching.Request(model.tokenizer.encode(t, lang="en"), latent, speaker) for t in texts
+    ]
+    scores: dict[int, list[torch.Tensor]] = {}
+
+    def start(row: int, request: xtts_batching.Request) -> None:
+        decoder.prefill(row, xtts_batching.prefix(model, request))
+        scores[row] = [decoder.logits(row)]
+
+    start(0, requests[0])
+    for _ in range(3):  # the first chunk speaks alone for a while ...
+        decoder.step(1)
+        scores[0].append(decoder.logits(0))
+    # ... then two join, out of order, one leaving a row idle between them.
+    start(3, requests[1])
+    start(1, requests[2])
+    while any(len(s) < TOKENS for s in scores.values()):
+        decoder.step(4)
+        for row, row_scores in scores.items():
+            if len(row_scores) < TOKENS:
+                row_scores.append(decoder.logits(row))
+    for row, expected in zip((0, 3, 1), alone, strict=True):
+        assert torch.allclose(torch.stack(scores[row]), expected, atol=2e-5), texts[row]
+
+
+def test_sampling_follows_transformers_processors() -> None:
+    """Repetition penalty, temperature, top-k and top-p as transformers applies them, and
+    draws that follow the resulting distribution."""
+    from transformers.generation.logits_process import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    torch.manual_seed(0)
+    sampling = Sampling()
+    logits = 3 * torch.randn(4, 300)
+    history = torch.randint(0, 300, (4, 40))
+    seen = torch.zeros(4, 300, dtype=torch.bool).scatter_(1, history, True)
+    processors = LogitsProcessorList(
+        [
+            RepetitionPenaltyLogitsProcessor(sampling.repetition_penalty),
+            TemperatureLogitsWarper(sampling.temperature),
+            TopKLogitsWarper(sampling.top_k),
+            TopPLogitsWarper(sampling.top_p),
         ]
-        xtts_batching.generate(model, requests, {**xtts_batching.SAMPLING, "do_sample": False})
-    finally:
-        hook.remove()
-    steps = torch.stack(seen)  # (steps, batch, vocabulary)
-    return [steps[:, row] for row in range(len(texts))]
+    )
+    expected = processors(history, logits.clone()).softmax(-1)  # type: ignore[arg-type]
+    got = xtts_decode.scores(logits, seen, sampling).softmax(-1)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert int((expected[0] > 0).sum()) < 50  # top-p cut inside top-k: every step matters
+    draws = torch.stack([xtts_decode.choose(logits, seen, sampling) for _ in range(4000)])
+    frequency = torch.zeros_like(expected).scatter_add_(1, draws.T, torch.ones(4, 4000)) / 4000
+    assert float((frequency - expected).abs().sum(-1).max()) < 0.1  # total variation < 0.05
+    assert bool((frequency[expected == 0] == 0).all())  # never a token the filters removed
 
 
-def test_an_item_in_a_padded_batch_is_computed_as_it_would_be_alone(xtts: XttsTTS) -> None:
-    """Texts of different lengths share a batch through padding that attention never sees."""
-    texts = ["Hello there.", "A much longer sentence, so that the others need padding.", "Ok."]
-    together = _first_logits(xtts, texts)
-    alone = [_first_logits(xtts, [t])[0] for t in texts]
-    for row in range(len(texts)):
-        assert torch.allclose(together[row], alone[row], atol=1e-5), texts[row]
-    # Not trivially equal: another text gives other scores, by far more than the tolerance.
-    assert float((alone[0] - alone[1]).abs().max()) > 1e-3
+def test_a_chunk_joins_while_another_is_being_spoken(model_dir: Path) -> None:
+    """No waves: a chunk that arrives while another is being decoded takes a row at the next
+    step (two rows busy), instead of waiting for the whole generation (batches [1, 1])."""
+    engine = XttsTTS(model_dir, device="cpu", max_audio_tokens=100, max_batch=2, batch_window=0)
+    decoder = engine.batcher.decoder
+    step = decoder.step
+
+    def slow_step(busy: int) -> list[int]:  # the tiny model steps in 1 ms; a GPU's take ~5
+        time.sleep(0.005)
+        return step(busy)
+
+    decoder.step = slow_step  # type: ignore[method-assign]
+    ended: dict[str, float] = {}
+
+    def speak(name: str) -> None:
+        engine.synthesize(f"The {name} one.", language="en")
+        ended[name] = time.monotonic()
+
+    first = threading.Thread(target=speak, args=("first",))
+    first.start()
+    wait_until(
+        lambda: engine.batcher.batches == [1], timeout=30, every=0.005, what="the first speaking"
+    )
+    speak("second")
+    first.join()
+    assert engine.batcher.batches == [1, 2]  # it joined the first's steps
+    assert set(ended) == {"first", "second"}
+
+
+def test_a_job_speaks_its_next_chunk_beside_the_current_one_and_in_order(
+    model_dir: Path,
+) -> None:
+    """Chunks spoken ahead share the steps, and come out as each would be spoken alone."""
+    greedy = {"do_sample": False}
+    ahead = XttsTTS(model_dir, device="cpu", max_audio_tokens=TOKENS, sampling=greedy)
+    single = XttsTTS(
+        model_dir, device="cpu", max_audio_tokens=TOKENS, sampling=greedy, chunks_ahead=0
+    )
+    sentence = "This sentence is here to make the text longer than one chunk can hold."
+    text = " ".join([sentence] * 8)  # three chunks
+    together = list(ahead.stream(text, language="en"))
+    one_by_one = list(single.stream(text, language="en"))
+    assert max(ahead.batcher.batches) == 2
+    assert max(single.batcher.batches) == 1
+    assert len(together) == len(one_by_one) == 3
+    for a, b in zip(together, one_by_one, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not np.allclose(together[0][: len(together[2])], together[2][: len(together[0])])
 
 
 def test_chunks_from_several_slots_are_spoken_in_one_batch(model_dir: Path) -> None:
@@ -286,12 +396,21 @@ def test_with_ditto_online_the_first_frames_come_while_the_rest_is_spoken(
     tmp_path: Path, xtts: XttsTTS, engines: registry.Engines, portrait_png: Path
 ) -> None:
     """XTTS-v2 streams its chunks into Ditto's online mode (here Ditto's stand-in): Ditto
-    gets its first audio window before the TTS has begun the last chunk."""
+    gets its first audio window before the TTS has handed on the last chunk."""
     ditto = DittoRenderer(volume.build(tmp_path / "models", "ditto"), online=True)
     windows: list[float] = sys.modules["stream_pipeline_online"].online_windows
     windows.clear()
     chunk_starts: list[float] = []
+    handed_on: list[float] = []
     xtts.batcher.on_batch = lambda _size: chunk_starts.append(time.monotonic())
+    stream = xtts.stream
+
+    def timed_stream(*args: Any, **kwargs: Any) -> Any:
+        for chunk in stream(*args, **kwargs):
+            handed_on.append(time.monotonic())
+            yield chunk
+
+    xtts.stream = timed_stream  # type: ignore[method-assign]
     settings = RuntimeSettings(quality=QualitySettings(max_wer=100))
     pipeline = Pipeline(replace(engines, tts=xtts, renderer=ditto), settings)
     sentence = "This sentence is here to make the text longer than one chunk can hold."
@@ -305,12 +424,14 @@ def test_with_ditto_online_the_first_frames_come_while_the_rest_is_spoken(
         result = pipeline.run(spec)
     finally:
         xtts.batcher.on_batch = None
+        del xtts.stream
         pipeline.close()
         sys.modules.pop("stream_pipeline_online", None)
         sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]
-    assert len(chunk_starts) == 3
+    assert len(chunk_starts) == 2  # the first two chunks together (one ahead), then the third
     assert windows
-    assert windows[0] < chunk_starts[-1]
+    assert len(handed_on) == 3
+    assert windows[0] < handed_on[-1]
     video = decode_mp4(tmp_path / "o" / "video.mp4")
     assert video.audio_seconds == pytest.approx(3 * SECONDS_PER_CHUNK, abs=0.1)
     assert len(video.frames) == result.frames == round(result.video_seconds * 30)

@@ -123,3 +123,27 @@ def test_a_video_at_a_pool_without_pods_asks_the_controller_at_once() -> None:
     result = run(trace([3.0], [10.0]), recorder, end=20.0)
     assert recorder.empty_arrivals == [3.0]
     assert result.lost == 1  # a static fleet of none never serves it: lost, and counted so
+
+
+def test_the_policy_reads_the_arrival_rate_with_its_standard_error() -> None:
+    """The rate over the window, and sqrt(sum of squares) / window, as the operator's; an
+    empty window reads exactly 0 for both."""
+    seen: list[tuple[float, float, float]] = []
+
+    class Looking(_Recorder):
+        def control(self, view: View) -> Command | None:
+            s = view.signals()
+            seen.append((view.now, s.arrival_rate, s.arrival_rate_error))
+            return None
+
+    class Every100(baselines.QueueLength):
+        @property
+        def interval_s(self) -> float:
+            return 100.0
+
+    looking = Looking(Every100(target=1, min_replicas=1, max_replicas=1))
+    run(trace([10.0, 20.0], [30.0, 40.0]), looking, start=-5.0, end=1000.0)
+    window = 300.0
+    at = {round(t): (rate, error) for t, rate, error in seen}
+    assert at[95] == pytest.approx((70.0 / window, 50.0 / window))  # sqrt(30² + 40²) = 50
+    assert at[395] == (0.0, 0.0)

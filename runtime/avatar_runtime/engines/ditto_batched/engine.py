@@ -174,6 +174,12 @@ class BatchedDittoEngine:
             compiled=self.settings.compiled,
             graphed=self.settings.graphed,
         )
+        import torch as torch_  # only where the engine runs; the module imports without it
+
+        if torch_.cuda.is_available() and self.settings.graphed:
+            # Compiling and capturing leave gigabytes in the allocator's cache that no batch
+            # uses again (the graphs keep their own pools); the node's NVML counts them.
+            torch_.cuda.empty_cache()
         self.prepare_seconds = time.perf_counter() - began
         """Building, compiling and capturing: load time, not any job's."""
         self._lock = threading.Condition()

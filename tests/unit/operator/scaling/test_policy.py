@@ -5,7 +5,9 @@ pools, signals and memories: the bounds, never below the busy pods, victims only
 monotone in the backlog, enough pods to drain within the target wait, starting pods
 count as capacity, down only after the stabilisation window, to zero only after the idle
 time, back to at least one pod on the first queued video, and no flapping under a
-constant load.
+constant load. Then the cases: the arrival rate's average follows a move beyond the
+window's noise (a burst) and not one within it, slots staff the queue, and a pool at zero
+keeps what its pods measured.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from avatar_operator.scaling.policy import (
     PoolSignals,
     decide,
     slots_for,
+    slots_per_pod,
     smoothed_arrivals,
     throughput_per_pod,
 )
@@ -120,9 +123,10 @@ def test_every_decision_keeps_the_rules(s: PoolSignals, p: PoolPolicy, m: Policy
     else:
         assert d.victims == ()
         assert (d.replicas > current) == (d.direction is Direction.UP)
-    # Enough pods to drain the backlog within the target wait (a waiting video uses one).
-    rate = throughput_per_pod(s, p)
-    drain = min(s.backlog_seconds / (rate * p.target_wait_seconds), s.queued)
+    # Enough pods to drain the backlog within the target wait (a waiting video uses one
+    # slot: the queue fills queued / slots pods).
+    rate = throughput_per_pod(s, p, m)
+    drain = min(s.backlog_seconds / (rate * p.target_wait_seconds), s.queued / slots_per_pod(s))
     assert d.replicas >= min(p.max_replicas, math.ceil(drain - 1e-9))
     # Back to at least one pod on the first queued video.
     if s.queued:
@@ -313,6 +317,7 @@ def test_auto_slots_from_measured_gpu_memory() -> None:
         ({"min_replicas": 3, "max_replicas": 2}, "min_replicas"),
         ({"target_wait_seconds": 0}, "positive"),
         ({"scale_down_delay_seconds": -1}, "negative"),
+        ({"arrival_jump": 0}, "positive"),
     ],
 )
 def test_impossible_policies_are_refused(kwargs: dict[str, float], message: str) -> None:
@@ -320,11 +325,16 @@ def test_impossible_policies_are_refused(kwargs: dict[str, float], message: str)
         PoolPolicy(**kwargs)  # type: ignore[arg-type]
 
 
+def _error(rate: float, video_s: float = 30.0, window_s: float = 300.0) -> float:
+    """The standard error of a window's rate of videos of one length (a Poisson count)."""
+    return math.sqrt(rate * window_s / video_s * video_s**2) / window_s
+
+
 def _rate_after(rates: list[float], p: PoolPolicy, every: float = 10.0) -> list[float]:
     """The smoothed arrival rate the policy uses at each of successive decisions."""
     memory, used = PolicyMemory(), []
     for step, rate in enumerate(rates):
-        s = PoolSignals(NOW + step * every, 0.0, 0, rate, ())
+        s = PoolSignals(NOW + step * every, 0.0, 0, rate, (), _error(rate))
         used.append(smoothed_arrivals(s, p, memory))
         memory = decide(s, p, memory).memory
     return used
@@ -335,10 +345,73 @@ def test_a_constant_arrival_rate_is_taken_as_it_is() -> None:
 
 
 def test_a_jump_in_arrivals_is_taken_at_once_a_wobble_is_smoothed() -> None:
-    p = PoolPolicy(arrival_smoothing_seconds=900, arrival_jump=3)
-    burst = _rate_after([1.0] * 10 + [4.0], p)
-    assert burst[-1] == 4.0  # 4x the average: a burst, not noise
-    wobble = _rate_after([1.0] * 10 + [2.0], p)
-    assert 1.0 < wobble[-1] < 1.1  # 2x for one decision: 10 s of a 900 s average
-    ended = _rate_after([1.0] * 10 + [0.0], p)
-    assert ended[-1] == 0.0  # nothing arriving any more: the pool may go idle
+    p = PoolPolicy(arrival_smoothing_seconds=900, arrival_jump=4)
+    # 10 s/s over 300 s of 30 s videos: 100 videos in the window, a standard error of 1 s/s.
+    burst = _rate_after([10.0] * 10 + [15.0], p)
+    assert burst[-1] == 15.0  # five standard errors up: a burst, not noise
+    wobble = _rate_after([10.0] * 10 + [12.0], p)
+    assert 10.0 < wobble[-1] < 10.1  # two: noise, 10 s of a 900 s average
+    ended = _rate_after([10.0] * 10 + [0.0], p)
+    assert ended[-1] == 0.0  # nothing arriving where 100 videos were due: it stopped
+
+
+def test_the_same_rise_is_a_burst_for_a_large_pool_and_noise_for_a_small_one() -> None:
+    """A factor says nothing of noise: 50% more is 5 standard errors at 100 videos per
+    window and half of one at one video per window. (A fixed factor took both or neither.)"""
+    p = PoolPolicy(arrival_smoothing_seconds=900, arrival_jump=4)
+    assert _rate_after([10.0] * 10 + [15.0], p)[-1] == 15.0
+    small = _rate_after([0.1] * 10 + [0.15], p)[-1]
+    assert 0.1 < small < 0.101
+    # An empty window where one video in three windows is due is no news either: the
+    # average decays, it does not drop to zero (the idle time still takes the pool there).
+    quiet = _rate_after([0.1] * 10 + [0.0], p)[-1]
+    assert 0.098 < quiet < 0.1
+
+
+def test_a_pool_idle_for_the_idle_time_goes_to_zero_whatever_the_average_says() -> None:
+    p = PoolPolicy(scale_down_delay_seconds=60, idle_before_zero_seconds=600)
+    pods = (PodSignal("pod-0", ready=True, throughput=0.5, idle_since=NOW),)
+    # An average of arrivals still remembered (an empty window at a few videos an hour
+    # only decays it), but no video has waited or rendered for 600 s, and none arrived in
+    # the window: the average is of videos long done, no reason to stay.
+    memory = PolicyMemory(last_work=NOW, arrival_rate=0.05, decided_at=NOW + 590,
+                          arrival_noise=0.1, started=NOW)  # fmt: skip
+    d = decide(PoolSignals(NOW + 600, 0.0, 0, 0.0, pods), p, memory)
+    assert (d.replicas, d.reason, d.victims) == (0, "idle", ("pod-0",))
+
+
+def test_slots_staff_the_queue_a_waiting_video_needs_a_slot_not_a_pod() -> None:
+    p = PoolPolicy(max_replicas=20, headroom=0.3, idle_before_zero_seconds=3600)
+    starting = tuple(PodSignal(f"pod-{i}", ready=False, slots=3) for i in range(2))
+    # Six videos waiting, 60 s of video each: throughput would drain them with 6 pods
+    # (360 s / (0.5 s/s * 120 s)), but six videos fill the two starting pods' slots.
+    memory = PolicyMemory(throughput=0.5)
+    d = decide(PoolSignals(NOW, 360.0, 6, 0.0, starting), p, memory)
+    assert (d.replicas, d.reason) == (2, "steady")  # one pod per video: 6
+    assert "(3 slots)" in d.message
+    one = tuple(dataclasses.replace(q, slots=1) for q in starting)
+    assert decide(PoolSignals(NOW, 360.0, 6, 0.0, one), p, memory).replicas == 6
+    # Square-root staffing in slots: at 4.5 pods' load, 3 slots each keep 0.3 * sqrt(4.5 / 3)
+    # = 0.37 of a pod spare (5 pods), one slot each 0.3 * sqrt(4.5) = 0.64 (6 pods).
+    busy = tuple(
+        PodSignal(f"pod-{i}", ready=True, busy_slots=1, slots=3, throughput=0.5) for i in range(2)
+    )
+    d = decide(PoolSignals(NOW, 0.0, 0, 2.25, busy), p, PolicyMemory())
+    single = tuple(dataclasses.replace(q, slots=1) for q in busy)
+    d1 = decide(PoolSignals(NOW, 0.0, 0, 2.25, single), p, PolicyMemory())
+    assert (d.replicas, d1.replicas) == (5, 6)
+
+
+def test_a_pool_at_zero_keeps_its_measured_throughput_and_slots() -> None:
+    """The prior is for a pool never measured; one that went to zero still knows what its
+    pods did (the prior would have asked for three times the pods for the first video)."""
+    p = PoolPolicy(prior_throughput=0.18, idle_before_zero_seconds=0, scale_down_delay_seconds=0)
+    pods = (PodSignal("pod-0", ready=True, slots=3, throughput=0.54, idle_since=NOW),)
+    gone = decide(PoolSignals(NOW, 0.0, 0, 0.0, pods), p, PolicyMemory())
+    assert gone.replicas == 0
+    back = PoolSignals(NOW + 3600, 180.0, 3, 0.0, ())
+    d = decide(back, p, gone.memory)
+    assert d.throughput_per_pod == 0.54
+    assert d.replicas == 1  # three 60 s videos fill one pod's three slots
+    fresh = decide(back, p, PolicyMemory())
+    assert (fresh.throughput_per_pod, fresh.replicas) == (0.18, 3)
