@@ -20,6 +20,7 @@ import argparse
 import json
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import torch
 from avatar_runtime.engines import xtts_batching
 from avatar_runtime.engines.xtts_decode import Sampling, StaticDecoder
 from avatar_runtime.engines.xtts_tts import XttsTTS
+from benchmarks.gpu.cuda_timing import mean_seconds, timed
 from tests.runtime.engines import xtts_volume
 
 # Two sentences: two chunks, as in the whole-pod benchmark.
@@ -39,25 +41,6 @@ TEXT = (
     " to the end, when the plans changed twice and the deadlines did not."
 )
 GREEDY = ["hello there, and welcome.", "a longer sentence, so that the prefixes differ.", "ok."]
-
-
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def mean_seconds(fn: Any, runs: int) -> float:
-    fn()
-    _, wall = _timed(lambda: [fn() for _ in range(runs)])
-    return wall / runs
-
-
-def _timed(fn: Any) -> tuple[Any, float]:
-    _sync()
-    began = time.perf_counter()
-    out = fn()
-    _sync()
-    return out, time.perf_counter() - began
 
 
 def _greedy(
@@ -95,27 +78,18 @@ def main() -> None:
     model = engine._model
     latent, speaker = engine._conditioning(None)
     greedy = Sampling(do_sample=False)
-    eager = StaticDecoder(
-        model.gpt,
-        rows=max(args.jobs, len(GREEDY)),
-        sampling=greedy,
-        max_new_tokens=args.tokens,
-        graphs=False,
-    )
-    began = time.perf_counter()
-    graphed = StaticDecoder(
-        model.gpt, rows=max(args.jobs, len(GREEDY)), sampling=greedy, max_new_tokens=args.tokens
-    )
-    capture = time.perf_counter() - began
-    began = time.perf_counter()
-    compiled = StaticDecoder(
-        model.gpt,
-        rows=max(args.jobs, len(GREEDY)),
-        sampling=greedy,
-        max_new_tokens=args.tokens,
-        compiled=True,
-    )
-    compile_seconds = time.perf_counter() - began
+
+    def build(**kwargs: bool) -> tuple[StaticDecoder, float]:
+        rows = max(args.jobs, len(GREEDY))
+        return timed(
+            lambda: StaticDecoder(
+                model.gpt, rows=rows, sampling=greedy, max_new_tokens=args.tokens, **kwargs
+            )
+        )
+
+    eager, _ = build(graphs=False)
+    graphed, capture = build()
+    compiled, compile_seconds = build(compiled=True)
 
     # Steps per batch size.
     request = xtts_batching.Request(model.tokenizer.encode(GREEDY[1], lang="en"), latent, speaker)
@@ -126,9 +100,9 @@ def main() -> None:
                 decoder.prefill(row, xtts_batching.prefix(model, request))
         for bucket in graphed.buckets:
             steps[str(bucket)] = {
-                "eager_ms": round(1000 * mean_seconds(lambda b=bucket: eager.step(b), 20), 3),
-                "graphed_ms": round(1000 * mean_seconds(lambda b=bucket: graphed.step(b), 50), 3),
-                "compiled_ms": round(1000 * mean_seconds(lambda b=bucket: compiled.step(b), 50), 3),
+                "eager_ms": round(1000 * mean_seconds(partial(eager.step, bucket), 20), 3),
+                "graphed_ms": round(1000 * mean_seconds(partial(graphed.step, bucket), 50), 3),
+                "compiled_ms": round(1000 * mean_seconds(partial(compiled.step, bucket), 50), 3),
             }
 
     # The same greedy chunks three ways.
@@ -185,7 +159,7 @@ def main() -> None:
 
     def one_job(ahead: int) -> dict[str, float]:
         engine._chunks_ahead = ahead
-        speech, wall = _timed(lambda: engine.synthesize(TEXT, language="en"))
+        speech, wall = timed(lambda: engine.synthesize(TEXT, language="en"))
         return {"audio_seconds": round(speech.duration, 2), "wall_seconds": round(wall, 3),
                 "realtime_factor": round(wall / speech.duration, 3)}  # fmt: skip
 
@@ -204,7 +178,7 @@ def main() -> None:
         for worker in workers:
             worker.join()
 
-    _, wall = _timed(together)
+    _, wall = timed(together)
     report = {
         "what": "XTTS-v2's GPT decode: transformers' generate (coqui-tts) against the runtime's"
         " static KV cache decoder, eager and CUDA-graphed; full-size architecture, random"

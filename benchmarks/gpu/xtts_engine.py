@@ -19,11 +19,11 @@ memory (torch allocator and NVML).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from avatar_runtime.engines.xtts_batching import Batcher
 from avatar_runtime.engines.xtts_tts import XttsTTS
 from avatar_runtime.gpu import FootprintMeter
 from avatar_runtime.gpu import memory as gpu_memory
+from benchmarks.gpu.cuda_timing import timed
 from tests.runtime.engines import xtts_volume
 
 TEXT = (
@@ -50,19 +51,6 @@ def _voice(seed: int) -> VoiceSample:
 def _nvml_used() -> int | None:
     gpus = gpu_memory()
     return gpus[0].used_bytes if gpus else None
-
-
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def _timed(fn: Any) -> tuple[Any, float]:
-    _sync()
-    began = time.perf_counter()
-    out = fn()
-    _sync()
-    return out, time.perf_counter() - began
 
 
 def _batched(engine: XttsTTS, batch: int) -> tuple[float, float]:
@@ -91,7 +79,7 @@ def _batched(engine: XttsTTS, batch: int) -> tuple[float, float]:
                 seconds += wav.shape[-1] / engine.sample_rate
         return seconds
 
-    audio, wall = _timed(run)
+    audio, wall = timed(run)
     return wall, audio
 
 
@@ -111,18 +99,18 @@ def main() -> None:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     meter = FootprintMeter()  # what the runtime's registry measures for every engine it loads
-    engine, load_seconds = _timed(lambda: XttsTTS(root, max_audio_tokens=args.tokens))
+    engine, load_seconds = timed(lambda: XttsTTS(root, max_audio_tokens=args.tokens))
     footprint = meter.read()
     nvml_loaded = _nvml_used()
     engine.synthesize("Warm up.", language="en")
 
-    _, clone_seconds = _timed(lambda: engine._cloned(_voice(1)))
-    _, cached_seconds = _timed(lambda: engine._cloned(_voice(1)))
+    _, clone_seconds = timed(lambda: engine._cloned(_voice(1)))
+    _, cached_seconds = timed(lambda: engine._cloned(_voice(1)))
 
-    speech, one_wall = _timed(lambda: engine.synthesize(TEXT, language="en", voice=_voice(1)))
+    speech, one_wall = timed(lambda: engine.synthesize(TEXT, language="en", voice=_voice(1)))
     chunks = engine.stream(TEXT + " " + TEXT, language="en", voice=_voice(1))
-    first, first_wall = _timed(lambda: next(chunks))
-    chunks.close()
+    with contextlib.closing(chunks):  # type: ignore[type-var]  # a generator, typed Iterator
+        first, first_wall = timed(lambda: next(chunks))
 
     def through_engine(max_batch: int) -> tuple[float, float, list[int]]:
         """``args.jobs`` jobs from as many threads, as slots send them."""
@@ -139,7 +127,7 @@ def main() -> None:
             for worker in workers:
                 worker.join()
 
-        _, wall = _timed(threads)
+        _, wall = timed(threads)
         return wall, sum(results), engine.batcher.batches
 
     serial_wall, serial_audio, _ = through_engine(1)

@@ -77,9 +77,10 @@ def prefix(model: Any, request: Request) -> Any:
 
     gpt = model.gpt
     start, stop = gpt.start_text_token or 0, gpt.stop_text_token or 0
-    text = torch.tensor([[start, *request.tokens, stop]], dtype=torch.long, device=model.device)
-    embedded = gpt.text_embedding(text) + gpt.text_pos_embedding(text)
-    return torch.cat([request.latent.to(model.device), embedded], dim=1)
+    with torch.inference_mode():  # no autograd record of it, as of the decode it feeds
+        text = torch.tensor([[start, *request.tokens, stop]], dtype=torch.long, device=model.device)
+        embedded = gpt.text_embedding(text) + gpt.text_pos_embedding(text)
+        return torch.cat([request.latent.to(model.device), embedded], dim=1)
 
 
 def vocode(model: Any, request: Request, codes: list[int]) -> AudioArray:
