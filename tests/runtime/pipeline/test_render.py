@@ -167,8 +167,12 @@ def test_mouth_moves_while_speaking_and_rests_in_a_pause(
     pause_start = first.duration
     speaking = track[int(0.3 * 25) : int((pause_start - 0.3) * 25)]
     pausing = track[int((pause_start + 0.35) * 25) : int((pause_start + 1.15) * 25)]
-    assert np.median(speaking) > at_rest + 0.04  # the mouth opens, visibly, with the words
+    # Piper speaks with random noise, so the track moves a little from run to run
+    # (median 0.049-0.054 over the speech, 0.010 at rest): the margins are far from it.
+    assert np.median(speaking) > at_rest + 0.025  # the mouth opens, visibly, with the words
+    assert np.percentile(speaking, 75) > at_rest + 0.045  # wide on the open vowels
     assert pausing.max() < at_rest + 0.01  # and is back at rest through the silence
+    assert np.median(speaking) > 3 * max(pausing.max(), at_rest)
 
 
 def test_outputs_go_to_an_fsspec_url(pipeline: Pipeline, portrait_png: Path) -> None:
