@@ -20,8 +20,9 @@ The rules (each a property ``tests/unit/operator/scaling/test_policy.py`` checks
 
 - **within bounds:** ``min_replicas <= replicas <= max_replicas``, except that a busy pod
   is never removed to honour a lowered maximum (it goes once it is idle);
-- **up at once:** enough pods to keep up with (smoothed) arrivals and drain the backlog within
-  ``target_wait_seconds``, counting starting pods; no stabilisation upwards;
+- **up at once:** enough pods to keep up with (smoothed) arrivals, and enough slots for the
+  videos rendering and waiting (as many as drain the backlog within ``target_wait_seconds``),
+  whichever is more, counting starting pods; no stabilisation upwards;
 - **down slowly:** the largest recommendation of the last ``scale_down_delay_seconds``
   wins, so a lull does not remove pods a burst will need again (the HPA's rule); a
   fresh memory (a new pool, an operator restart) counts the current size as a
@@ -252,16 +253,26 @@ def decide(signals: PoolSignals, policy: PoolPolicy, memory: PolicyMemory) -> De
     else:  # nothing remembered (a restart): the pods' own idle clocks, else idle from now
         last_work = max((p.idle_since for p in pods if p.idle_since is not None), default=now)
 
-    # Pods to keep up with arrivals, plus those to drain the backlog within the target.
+    # Pods to keep up with arrivals: their load and a square-root headroom, in slots.
     arrivals = smoothed_arrivals(signals, policy, memory)
     load = arrivals / rate
     sustain = max(0.0, load + policy.headroom * math.sqrt(load / slots))
-    drain = max(signals.backlog_seconds, 0.0) / (rate * policy.target_wait_seconds)
-    if signals.queued > 0:
-        # A video waiting can use one slot, no more: the queue fills queued / slots pods.
-        drain = min(drain, signals.queued / slots)
-    wanted = max(math.ceil(sustain + drain - 1e-9), busy, 1 if signals.queued > 0 else 0)
-    reason = "backlog" if drain >= sustain and drain > 0 else "arrivals" if sustain > 0 else "busy"
+    # Slots for the videos waiting. A waiting video needs one slot, no more (a pod does
+    # not go faster for the videos behind it), and the work waiting needs no more slots
+    # than drain it within the target wait.
+    drain = max(signals.backlog_seconds, 0.0) / (rate * policy.target_wait_seconds) * slots
+    waiting = min(float(signals.queued), drain) if signals.queued > 0 else drain
+    # Waiting videos take the slots that the arrivals' pods hold beyond the videos rendering
+    # first: they are among the arrivals the average counts, and adding them on top
+    # counted them twice (a video reaching an idle pool started two pods). The rest, and
+    # all of them while the pool is busier than the arrivals explain, ask for more pods.
+    free = max(0.0, sustain * slots - sum(p.busy_slots for p in pods))
+    beyond = max(0.0, waiting - free) / slots
+    wanted = max(math.ceil(sustain + beyond - 1e-9), busy, 1 if signals.queued > 0 else 0)
+    if beyond > 0 and beyond >= sustain:
+        reason = "backlog"
+    else:
+        reason = "arrivals" if sustain > 0 else "busy"
     gone_idle = not has_work and now - last_work >= policy.idle_before_zero_seconds
     if gone_idle and signals.arrival_rate <= 0:
         # No video waited or rendered for the idle time, and none arrived in the window:

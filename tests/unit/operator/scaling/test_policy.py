@@ -6,7 +6,8 @@ monotone in the backlog, enough pods to drain within the target wait, starting p
 count as capacity, down only after the stabilisation window, to zero only after the idle
 time, back to at least one pod on the first queued video, and no flapping under a
 constant load. Then the cases: the arrival rate's average follows a move beyond the
-window's noise (a burst) and not one within it, slots staff the queue, and a pool at zero
+window's noise (a burst) and not one within it, slots staff the queue, waiting videos
+take the free slots of the pods the arrivals need first, and a pool at zero
 keeps what its pods measured.
 """
 
@@ -400,6 +401,25 @@ def test_slots_staff_the_queue_a_waiting_video_needs_a_slot_not_a_pod() -> None:
     single = tuple(dataclasses.replace(q, slots=1) for q in busy)
     d1 = decide(PoolSignals(NOW, 0.0, 0, 2.25, single), p, PolicyMemory())
     assert (d.replicas, d1.replicas) == (5, 6)
+
+
+def test_waiting_videos_take_the_free_slots_of_the_pods_the_arrivals_need() -> None:
+    """The video waiting is one of the arrivals the average counts: a video reaching an
+    idle pool starts one pod, not one for the arrivals and one for itself."""
+    p = PoolPolicy(max_replicas=20, headroom=0.3)
+    # 0.1 s/s of video at 0.18 s/s a pod: 0.56 pods' load, 0.71 with headroom, in two slots.
+    memory = PolicyMemory(throughput=0.18, slots=2, arrival_rate=0.1, decided_at=NOW - 10)
+    one = decide(PoolSignals(NOW, 35.0, 1, 0.1), p, memory)
+    assert (one.replicas, one.reason) == (1, "arrivals")  # the sum of the two asked for 2
+    # Three waiting: one pod's 1.4 free slots take one and a half, the rest ask for a pod.
+    assert decide(PoolSignals(NOW, 105.0, 3, 0.1), p, memory).replicas == 2
+    # A pool busier than its arrivals explain has no free slots: each waiting video asks
+    # for its own, on top of the pods the arrivals need.
+    full = tuple(
+        PodSignal(f"pod-{i}", ready=True, busy_slots=2, slots=2, throughput=0.18) for i in range(2)
+    )
+    d = decide(PoolSignals(NOW, 4 * 35.0, 4, 0.1, full), p, memory)
+    assert (d.replicas, d.reason) == (3, "backlog")  # 0.71 + 4 / 2 slots
 
 
 def test_a_pool_at_zero_keeps_its_measured_throughput_and_slots() -> None:
