@@ -122,18 +122,32 @@ def _torch_allocated() -> int:
     return int(torch.cuda.memory_allocated())
 
 
-def slots_after_load(settings: SlotSettings, gpus: list[GpuMemory], renderer_bytes: int) -> int:
+def slots_after_load(
+    settings: SlotSettings, gpus: list[GpuMemory], renderer_bytes: int, *, shared: bool = False
+) -> int:
     """``auto`` once the shared models and the first slot's renderer are loaded: as many
-    more renderers as the measured free memory holds, beside a margin, capped.
+    more slots as the measured free memory holds, beside a margin, capped.
 
-    ``renderer_bytes`` is the first renderer's measured footprint (``slot_bytes`` when the
-    renderer measured nothing, as a CPU one does); no GPU means one slot.
+    A further slot costs another renderer (``renderer_bytes``, the first one's measured
+    footprint, or ``slot_bytes`` when it measured nothing, as a CPU one does), capped at
+    ``max_auto``; beside a renderer that serves every slot (``shared``) it costs only a
+    job's buffers (``shared_slot_bytes``), capped at the jobs that renderer batches to
+    some gain (``max_auto_shared``): sized by the renderer's own footprint, a compiled
+    batched engine (9 GB) would get one slot on an L4 and gain nothing from batching.
+    No GPU means one slot.
     """
     if not gpus:
         return 1
-    per_slot = renderer_bytes or settings.slot_bytes
+    most = settings.max_auto_shared if shared else settings.max_auto
     room = gpus[0].free_bytes - settings.margin_bytes
-    return max(1, min(settings.max_auto, 1 + room // per_slot))
+    return max(1, min(most, 1 + room // slot_bytes(settings, renderer_bytes, shared=shared)))
+
+
+def slot_bytes(settings: SlotSettings, renderer_bytes: int, *, shared: bool = False) -> int:
+    """What a further slot costs, as ``slots_after_load`` counts it."""
+    if shared:
+        return settings.shared_slot_bytes
+    return renderer_bytes or settings.slot_bytes
 
 
 def slot_count(settings: SlotSettings) -> int:

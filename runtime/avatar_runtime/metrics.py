@@ -116,6 +116,13 @@ class RuntimeMetrics:
             ["model"],
             registry=r,
         )
+        self.slot_gpu_memory = Gauge(
+            "avatar_runtime_slot_gpu_memory_bytes",
+            "GPU memory a further slot costs: another renderer's measured footprint, or one"
+            " job's buffers beside a renderer that serves every slot; what 'auto' slots"
+            " were sized by.",
+            registry=r,
+        )
         self.ready = Gauge(
             "avatar_runtime_ready", "1 when the pod takes jobs, 0 loading or draining.", registry=r
         )

@@ -224,6 +224,26 @@ class SlotSettings(BaseModel):
             " with 3, so more slots mostly share the GPU: see docs/benchmarks.md)."
         ),
     )
+    shared_slot_bytes: int = Field(
+        int(0.25e9),
+        gt=0,
+        description=(
+            "GPU memory a further slot needs beside a renderer that serves every slot (the"
+            " batched Ditto engine): one job's buffers and speech cache, not a renderer"
+            " (measured 0.135 GB a job on the H200 compiled, NVML 15.01 GB at 1 job and"
+            " 15.41 at 4; under 0.01 eager)."
+        ),
+    )
+    max_auto_shared: int = Field(
+        4,
+        ge=1,
+        description=(
+            "Most slots 'auto' picks for a renderer that serves every slot: the jobs it"
+            " batches. On the H200 a compiled pod made 2.7, 4.0, 4.3 and 4.8 video s/s with"
+            " 1 to 4 jobs and 4.8 with 8; an eager one 1.4 to 2.5 with 1 to 4, 3.0 with 8"
+            " while its slowest job took twice as long: see docs/benchmarks.md."
+        ),
+    )
 
 
 class ServerSettings(BaseModel):

@@ -167,13 +167,16 @@ def make_renderer(settings: EngineSettings) -> Renderer[Any]:
     return RENDERERS[settings.renderer](settings)
 
 
+def serves_every_slot(engines: Engines) -> bool:
+    """Whether the loaded renderer is every slot's (the batched Ditto engine)."""
+    renderer = engines.renderer
+    return isinstance(renderer, SharedRenderer) and renderer.serves_every_slot
+
+
 def slot_renderer(engines: Engines, settings: EngineSettings) -> Renderer[Any]:
-    """Another slot's renderer: the loaded one where it serves every slot (the batched
-    Ditto engine), else one of its own."""
-    shared = engines.renderer
-    if isinstance(shared, SharedRenderer) and shared.serves_every_slot:
-        return shared
-    return make_renderer(settings)
+    """Another slot's renderer: the loaded one where it serves every slot, else one of its
+    own."""
+    return engines.renderer if serves_every_slot(engines) else make_renderer(settings)
 
 
 def load(settings: EngineSettings) -> Engines:

@@ -102,11 +102,14 @@ class RuntimePod:
         batcher = getattr(shared.tts, "batcher", None)  # a TTS that speaks slots together
         if batcher is not None:
             batcher.on_batch = self.metrics.tts_batch_size.observe
+        renderer_bytes = shared.gpu_footprints[settings.renderer].bytes
+        one_renderer = registry.serves_every_slot(shared)
+        self.metrics.slot_gpu_memory.set(
+            gpu.slot_bytes(self.settings.slots, renderer_bytes, shared=one_renderer)
+        )
         if self.settings.slots.count == "auto":
             self._resize(gpu.slots_after_load(
-                self.settings.slots,
-                gpu.memory(),
-                shared.gpu_footprints[settings.renderer].bytes,
+                self.settings.slots, gpu.memory(), renderer_bytes, shared=one_renderer
             ))  # fmt: skip
         pipelines = [Pipeline(shared, self.settings)]
         for _ in range(self.slot_count - 1):

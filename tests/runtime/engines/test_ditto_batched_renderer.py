@@ -239,6 +239,40 @@ def test_every_slot_of_a_pod_gets_the_one_shared_renderer(
     assert registry.slot_renderer(others, Settings()) is not embedded
 
 
+def test_auto_slots_beside_the_shared_renderer_cost_a_job_not_a_renderer(
+    renderer: BatchedDittoRenderer,
+    engines: registry.Engines,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real pod loading (and warming up every slot) on this renderer. The GPU is faked
+    (NVML's figures for an L4 with 15 GB in use after loading; there is no L4 here), and the
+    renderer is said to have measured a compiled engine's 9 GB: a further renderer would
+    not fit, but a further slot of the one renderer costs a job's buffers, so ``auto`` gives
+    the jobs it batches, and the pod exports what a slot costs."""
+    from avatar_runtime import gpu
+    from avatar_runtime.service.pod import RuntimePod
+    from avatar_runtime.settings import EngineSettings as Settings
+    from avatar_runtime.settings import SlotSettings
+
+    l4 = gpu.GpuMemory(0, "NVIDIA L4", used_bytes=int(15e9), total_bytes=int(24e9))
+    monkeypatch.setattr(gpu, "memory", lambda: [l4])
+    footprints = {**engines.gpu_footprints, "ditto": gpu.Footprint(nvml_bytes=int(9e9))}
+    loaded = replace(engines, renderer=renderer, gpu_footprints=footprints)
+    monkeypatch.setattr(registry, "load", lambda _: loaded)
+    slots = SlotSettings()
+    pod = RuntimePod(RuntimeSettings(engines=Settings(renderer="ditto"), slots=slots))
+    try:
+        pod.load()
+        assert pod.failed is None
+        assert pod.capacity().slots_total == slots.max_auto_shared == 4
+        cost = pod.metrics.registry.get_sample_value("avatar_runtime_slot_gpu_memory_bytes")
+        assert cost == slots.shared_slot_bytes
+        # Sized by the renderer's own footprint, as for independent renderers: one slot.
+        assert gpu.slots_after_load(slots, [l4], int(9e9)) == 1
+    finally:
+        pod.drain()
+
+
 # -- Ditto's own steps, against Ditto ----------------------------------------------------
 
 

@@ -80,3 +80,20 @@ def test_measured_auto_fills_the_free_memory_left_after_loading() -> None:
 def test_no_gpu_measures_nothing_and_keeps_one_slot() -> None:
     assert gpu.FootprintMeter().read() == gpu.Footprint(0, 0)
     assert gpu.slots_after_load(SlotSettings(), [], renderer_bytes=0) == 1
+
+
+def test_a_slot_beside_a_renderer_that_serves_every_slot_costs_a_job_not_a_renderer() -> None:
+    """The batched engine is one renderer for all slots: its 9 GB are paid once, and each
+    further slot needs only a job's buffers, up to the jobs it batches to some gain."""
+    s = SlotSettings()
+    after_load = _card(24 * GB, 15 * GB)  # an L4 after loading a compiled batched pod
+    assert gpu.slots_after_load(s, [after_load], renderer_bytes=9 * GB) == 1
+    assert gpu.slots_after_load(s, [after_load], 9 * GB, shared=True) == s.max_auto_shared
+    # Still bounded by memory: 0.6 GB left beside the margin holds two more jobs' buffers.
+    tight = _card(24 * GB, 24 * GB - s.margin_bytes - 0.6 * GB)
+    assert gpu.slots_after_load(s, [tight], 9 * GB, shared=True) == 3
+    assert gpu.slots_after_load(s, [_card(24 * GB, 23.9 * GB)], 9 * GB, shared=True) == 1
+    assert gpu.slots_after_load(s, [], 9 * GB, shared=True) == 1  # no GPU: one slot
+    assert gpu.slot_bytes(s, 9 * GB, shared=True) == s.shared_slot_bytes
+    assert gpu.slot_bytes(s, 9 * GB) == 9 * GB
+    assert gpu.slot_bytes(s, 0) == s.slot_bytes
