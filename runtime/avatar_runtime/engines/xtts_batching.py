@@ -11,8 +11,10 @@ a chunk that arrives during a long one starts within a step, not after it
 them waited for the first 3 jobs' whole chunks).
 
 The chunks a job is waiting for go first; chunks spoken ahead (``Request.ahead``)
-take the rows that are left. The GPT's latents and the HiFi-GAN decoder then
-run per chunk, as coqui-tts's ``Xtts.inference`` runs them.
+take the rows that are left. A finished chunk's latents are the states the
+decoder kept as it spoke it (coqui-tts's streaming inference takes the same),
+so only the HiFi-GAN decoder runs per chunk, on a thread of its own; coqui-tts's
+``Xtts.inference`` runs the whole GPT over the chunk again to get them.
 """
 
 from __future__ import annotations
@@ -83,23 +85,33 @@ def prefix(model: Any, request: Request) -> Any:
         return torch.cat([request.latent.to(model.device), embedded], dim=1)
 
 
-def vocode(model: Any, request: Request, codes: list[int]) -> AudioArray:
-    """A chunk's audio tokens to samples: the GPT's latents, then HiFi-GAN (Xtts.inference)."""
+def vocode(
+    model: Any, request: Request, codes: list[int], latents: Any | None = None
+) -> AudioArray:
+    """A chunk's audio tokens to samples: the GPT's latents, then HiFi-GAN (Xtts.inference).
+
+    ``latents`` are the ones the decoder kept as it spoke the chunk (``StaticDecoder.latents``,
+    what coqui-tts's own streaming inference takes too); without them the GPT runs over the
+    whole chunk once more to get them, as ``Xtts.inference`` does.
+    """
     import torch
 
     gpt = model.gpt
     device = model.device
     with torch.inference_mode():
-        audio_codes = torch.tensor([codes], dtype=torch.long, device=device)
-        latents = gpt(
-            torch.tensor([request.tokens], dtype=torch.int32, device=device),
-            torch.tensor([len(request.tokens)], device=device),
-            audio_codes,
-            torch.tensor([audio_codes.shape[-1] * gpt.code_stride_len], device=device),
-            cond_latents=request.latent.to(device),
-            return_attentions=False,
-            return_latent=True,
-        )
+        if latents is None:
+            audio_codes = torch.tensor([codes], dtype=torch.long, device=device)
+            latents = gpt(
+                torch.tensor([request.tokens], dtype=torch.int32, device=device),
+                torch.tensor([len(request.tokens)], device=device),
+                audio_codes,
+                torch.tensor([audio_codes.shape[-1] * gpt.code_stride_len], device=device),
+                cond_latents=request.latent.to(device),
+                return_attentions=False,
+                return_latent=True,
+            )
+        else:
+            latents = latents[None]
         wav = model.hifigan_decoder(latents, g=request.speaker.to(device))
     return np.asarray(wav.float().cpu().reshape(-1).numpy(), dtype=np.float32)
 
@@ -162,7 +174,7 @@ class Batcher:
         """Chunks speaking together each time chunks join (for tests and logs), newest last."""
         self.on_batch: Callable[[int], None] | None = None
         """Called with that count each time chunks join (the pod counts them in its metrics)."""
-        # Vocoding a finished chunk (a full GPT pass and HiFi-GAN) on its own thread: the
+        # Vocoding a finished chunk (HiFi-GAN over its kept latents) on its own thread: the
         # other rows go on stepping meanwhile.
         self._vocoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xtts-vocoder")
         self._stream = _priority_stream(self.decoder.device)
@@ -247,12 +259,13 @@ class Batcher:
                 request.done.cancel()
             elif row.codes[-1] == stop or len(row.codes) >= self.decoder.max_new_tokens:
                 del self._rows[number]
-                self._vocoder.submit(self._vocode, request, row.codes)
+                latents = self.decoder.latents(number, len(row.codes))  # before reuse
+                self._vocoder.submit(self._vocode, request, row.codes, latents)
 
-    def _vocode(self, request: Request, codes: list[int]) -> None:
+    def _vocode(self, request: Request, codes: list[int], latents: Any | None) -> None:
         try:
             with _on(self._stream):
-                audio = vocode(self._model, request, codes)
+                audio = vocode(self._model, request, codes, latents)
         except Exception as exc:
             log.exception("vocoding an XTTS chunk failed")
             request.done.set_exception(exc)

@@ -109,6 +109,11 @@ class StaticDecoder:
         self._blocks = list(inference.transformer.h)
         self._ln_f = inference.transformer.ln_f
         self._head = inference.lm_head
+        # coqui-tts's head is (final_norm, mel_head): the normed state between them is the
+        # latent its vocoder takes, so each step keeps it (``latents``) and the latents
+        # pass, a second run of the GPT over the whole chunk, is not needed.
+        sequential = isinstance(self._head, torch.nn.Sequential) and len(self._head) == 2
+        self.keeps_latents = sequential
         self._embedding = gpt.mel_embedding
         self._positions = gpt.mel_pos_embedding.emb
         weight = self._embedding.weight
@@ -142,6 +147,12 @@ class StaticDecoder:
             self._next = torch.zeros(rows, dtype=torch.long, device=self.device)
             self._logits = torch.zeros((rows, vocabulary), dtype=weight.dtype, device=self.device)
             self._span = torch.arange(self.capacity, device=self.device)
+            # A row's latents by audio position: the start token's, then each code fed.
+            self._latents = torch.zeros(
+                (rows if sequential else 0, max_new_tokens, self._width),
+                dtype=weight.dtype,
+                device=self.device,
+            )
         self._graphs: dict[int, Any] = {}
         self.buckets = (*(b for b in BUCKETS if b < rows), rows)
         self._run_step: Any = self._step
@@ -192,7 +203,7 @@ class StaticDecoder:
                 q, k, v, is_causal=True, scale=self._scale
             )
             x = self._after_attention(block, x, a)
-        logits = self._head(self._ln_f(x[:, -1:]))[:, 0]
+        logits = self._scores_of(x[:, -1:], row=row)[:, 0]
         self._logits[row] = logits[0]
         # What transformers' repetition penalty sees first: the prefix placeholders (1) and
         # the start-of-audio token coqui-tts puts in front of the generation.
@@ -222,6 +233,30 @@ class StaticDecoder:
         """The GPT's raw scores behind ``row``'s latest token (for checks against coqui-tts)."""
         return self._logits[row].clone()
 
+    def latents(self, row: int, codes: int) -> Any:
+        """(codes, width): the latents of ``row``'s chunk of ``codes`` tokens, a copy (the
+        row may be reused at once), as coqui-tts's latents pass gives them; None where the
+        GPT's head is not one this decoder can split (then that pass is run)."""
+        if not self.keeps_latents:
+            return None
+        with self._torch.inference_mode():
+            return self._latents[row, : min(codes, self.max_new_tokens)].clone()
+
+    def _scores_of(self, x: Any, *, row: int | None = None) -> Any:
+        """The head over ``x`` (rows, 1, width), keeping the normed state as those rows'
+        latents at their audio positions (``row`` for a prefill, at position 0)."""
+        hidden = self._ln_f(x)
+        if not self.keeps_latents:
+            return self._head(hidden)
+        normed = self._head[0](hidden)
+        if row is not None:
+            self._latents[row, 0] = normed[0, 0]
+        else:
+            b = x.shape[0]
+            at = self._audio_position[:b].clamp(max=self.max_new_tokens - 1)
+            self._latents[:b].scatter_(1, at.view(b, 1, 1).expand(b, 1, self._width), normed)
+        return self._head[1](normed)
+
     def _step(self, b: int) -> None:
         torch = self._torch
         slot = self._slot[:b]
@@ -239,7 +274,7 @@ class StaticDecoder:
                 q, keys, values, attn_mask=mask, scale=self._scale
             )
             x = self._after_attention(block, x, a)
-        logits = self._head(self._ln_f(x))[:, 0]
+        logits = self._scores_of(x)[:, 0]
         self._logits[:b].copy_(logits)
         token = choose(logits, self._seen[:b], self.sampling)
         self._seen[:b].scatter_(1, token[:, None], True)

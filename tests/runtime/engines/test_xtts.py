@@ -179,6 +179,60 @@ def test_a_chunk_decodes_as_transformers_would_alone_even_when_it_joins_others(
         assert torch.allclose(torch.stack(scores[row]), expected, atol=2e-5), texts[row]
 
 
+def test_the_vocoder_takes_the_latents_kept_while_speaking_as_coqui_tts_computes_them(
+    xtts: XttsTTS,
+) -> None:
+    """No second GPT pass over a finished chunk: the states the decoder kept at each step
+    are the latents coqui-tts's latents pass (``Xtts.inference``) gives for the same codes,
+    with rows joining out of order, and HiFi-GAN speaks them alike."""
+    model = xtts._model
+    latent, speaker = xtts._conditioning(None)
+    texts = ["hello there.", "a much longer sentence, so that the prefixes differ.", "ok."]
+    decoder = StaticDecoder(
+        model.gpt, rows=4, sampling=Sampling(do_sample=False), max_new_tokens=TOKENS
+    )
+    assert decoder.keeps_latents
+    requests = [
+        xtts_batching.Request(model.tokenizer.encode(t, lang="en"), latent, speaker) for t in texts
+    ]
+    codes: dict[int, list[int]] = {}
+    kept: dict[int, torch.Tensor] = {}
+    spoken: dict[int, np.ndarray] = {}
+
+    def advance(tokens: list[int]) -> None:
+        for row, row_codes in codes.items():
+            if row not in kept:
+                row_codes.append(tokens[row])
+                if len(row_codes) == TOKENS:  # done: taken before the row steps on
+                    kept[row] = decoder.latents(row, TOKENS)
+
+    codes[0] = [decoder.prefill(0, xtts_batching.prefix(model, requests[0]))]
+    for _ in range(3):
+        advance(decoder.step(1))
+    codes[3] = [decoder.prefill(3, xtts_batching.prefix(model, requests[1]))]
+    codes[1] = [decoder.prefill(1, xtts_batching.prefix(model, requests[2]))]
+    while len(kept) < 3:
+        advance(decoder.step(4))
+    for row, request in zip((0, 3, 1), requests, strict=True):
+        with torch.inference_mode():
+            again = model.gpt(
+                torch.tensor([request.tokens], dtype=torch.int32),
+                torch.tensor([len(request.tokens)]),
+                torch.tensor([codes[row]]),
+                torch.tensor([TOKENS * model.gpt.code_stride_len]),
+                cond_latents=latent,
+                return_latent=True,
+            )[0]
+        assert kept[row].shape == again.shape == (TOKENS, again.shape[-1])
+        assert torch.allclose(kept[row], again, atol=1e-5), request.tokens  # measured 5e-7
+        spoken[row] = xtts_batching.vocode(model, request, codes[row], kept[row])
+        again_spoken = xtts_batching.vocode(model, request, codes[row])
+        assert np.allclose(spoken[row], again_spoken, rtol=0, atol=1e-7)  # measured 3e-8
+    # Not trivially equal: another row's latents differ far beyond the tolerance.
+    assert float((kept[0] - kept[1]).abs().max()) > 1e-3  # 4e-3
+    assert float(np.abs(spoken[0] - spoken[1]).max()) > 1e-6  # 9e-6: random weights, faint
+
+
 def test_sampling_follows_transformers_processors() -> None:
     """Repetition penalty, temperature, top-k and top-p as transformers applies them, and
     draws that follow the resulting distribution."""
