@@ -8,6 +8,8 @@ loaded by the runtime's ``XttsTTS`` as a pod loads it. Measured, in one process:
   the static decoder eager and graphed: how many leading tokens agree, and the
   first step's largest logit difference (fp32 on both sides);
 - a chunk of ``--tokens`` audio tokens through ``generate`` at batch 1, as coqui-tts runs it;
+- vocoding one finished chunk: coqui-tts's latents pass (which the engine skips: the
+  decoder keeps the same latents) against HiFi-GAN, and how far the two latents differ;
 - one job of two chunks through the engine (chunks spoken ahead and one at a time),
   and ``--jobs`` jobs at once from as many threads: wall time against audio time.
 
@@ -58,6 +60,38 @@ def _greedy(
 def _agree(a: list[int], b: list[int]) -> int:
     differ = (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
     return next(differ, min(len(a), len(b)))
+
+
+def _vocoder(
+    decoder: StaticDecoder, model: Any, request: Any, codes: list[int]
+) -> dict[str, float]:
+    """A finished chunk's vocoding: coqui-tts's latents pass (which the engine no longer
+    runs: the decoder kept the same latents as it spoke) against HiFi-GAN over them."""
+    device = decoder.device
+    kept = decoder.latents(1, len(codes))
+
+    def latents_pass() -> Any:
+        gpt = model.gpt
+        return gpt(
+            torch.tensor([request.tokens], dtype=torch.int32, device=device),
+            torch.tensor([len(request.tokens)], device=device),
+            torch.tensor([codes], device=device),
+            torch.tensor([len(codes) * gpt.code_stride_len], device=device),
+            cond_latents=request.latent.to(device),
+            return_latent=True,
+        )[0]
+
+    speaker = request.speaker.to(device)
+
+    def hifigan() -> Any:
+        return model.hifigan_decoder(kept[None], g=speaker)
+
+    return {
+        "tokens": len(codes),
+        "latents_pass_ms": round(1000 * mean_seconds(latents_pass, 5), 2),
+        "hifigan_ms": round(1000 * mean_seconds(hifigan, 5), 2),
+        "kept_vs_pass_max_abs": float((kept - latents_pass()).abs().max()),
+    }
 
 
 def main() -> None:
@@ -122,6 +156,7 @@ def main() -> None:
         ]
         static_eager = _greedy(eager, model, requests, args.tokens)
         static_graphed = _greedy(graphed, model, requests, args.tokens)
+        vocoder = _vocoder(graphed, model, requests[1], static_graphed[1])
         static_compiled = _greedy(compiled, model, requests, args.tokens)
     agreement = {
         "tokens_per_chunk": args.tokens,
@@ -192,6 +227,7 @@ def main() -> None:
         "compiled": compiled.compiled,
         "step_ms": steps,
         "greedy_agreement": agreement,
+        "vocode_one_chunk": vocoder,
         "generate_one_chunk": {**generate, "tokens": args.tokens},
         "one_job_two_chunks": solo,
         "jobs_at_once": {
