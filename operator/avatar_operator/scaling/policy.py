@@ -20,9 +20,9 @@ The rules (each a property ``tests/unit/operator/scaling/test_policy.py`` checks
 
 - **within bounds:** ``min_replicas <= replicas <= max_replicas``, except that a busy pod
   is never removed to honour a lowered maximum (it goes once it is idle);
-- **up at once:** enough pods to keep up with (smoothed) arrivals, and enough slots for the
-  videos rendering and waiting (as many as drain the backlog within ``target_wait_seconds``),
-  whichever is more, counting starting pods; no stabilisation upwards;
+- **up at once:** enough pods to keep up with (smoothed) arrivals, plus a slot for each
+  waiting video that their spare slots do not hold (no more than drain the backlog within
+  ``target_wait_seconds``), counting starting pods; no stabilisation upwards;
 - **down slowly:** the largest recommendation of the last ``scale_down_delay_seconds``
   wins, so a lull does not remove pods a burst will need again (the HPA's rule); a
   fresh memory (a new pool, an operator restart) counts the current size as a
