@@ -411,7 +411,7 @@ def test_waiting_videos_take_the_free_slots_of_the_pods_the_arrivals_need() -> N
     memory = PolicyMemory(throughput=0.18, slots=2, arrival_rate=0.1, decided_at=NOW - 10)
     one = decide(PoolSignals(NOW, 35.0, 1, 0.1), p, memory)
     assert (one.replicas, one.reason) == (1, "arrivals")  # the sum of the two asked for 2
-    # Three waiting: one pod's 1.4 free slots take one and a half, the rest ask for a pod.
+    # Three waiting: the arrivals' 1.4 free slots hold some, the other 1.6 ask for a pod.
     assert decide(PoolSignals(NOW, 105.0, 3, 0.1), p, memory).replicas == 2
     # A pool busier than its arrivals explain has no free slots: each waiting video asks
     # for its own, on top of the pods the arrivals need.
