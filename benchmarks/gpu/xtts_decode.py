@@ -67,21 +67,12 @@ def _vocoder(
 ) -> dict[str, float]:
     """A finished chunk's vocoding: coqui-tts's latents pass (which the engine no longer
     runs: the decoder kept the same latents as it spoke) against HiFi-GAN over them."""
-    device = decoder.device
     kept = decoder.latents(1, len(codes))
 
     def latents_pass() -> Any:
-        gpt = model.gpt
-        return gpt(
-            torch.tensor([request.tokens], dtype=torch.int32, device=device),
-            torch.tensor([len(request.tokens)], device=device),
-            torch.tensor([codes], device=device),
-            torch.tensor([len(codes) * gpt.code_stride_len], device=device),
-            cond_latents=request.latent.to(device),
-            return_latent=True,
-        )[0]
+        return xtts_batching.latents_pass(model, request, codes)[0]
 
-    speaker = request.speaker.to(device)
+    speaker = request.speaker.to(decoder.device)
 
     def hifigan() -> Any:
         return model.hifigan_decoder(kept[None], g=speaker)

@@ -36,15 +36,6 @@ from avatar_runtime.engines.xtts_decode import Sampling, StaticDecoder
 
 log = logging.getLogger(__name__)
 
-# Xtts.inference's sampling defaults (XTTS-v2's published inference settings).
-SAMPLING: dict[str, Any] = {
-    "do_sample": True,
-    "temperature": 0.75,
-    "top_p": 0.85,
-    "top_k": 50,
-    "repetition_penalty": 10.0,
-}
-
 _arrivals = itertools.count()
 
 
@@ -85,34 +76,40 @@ def prefix(model: Any, request: Request) -> Any:
         return torch.cat([request.latent.to(model.device), embedded], dim=1)
 
 
+def latents_pass(model: Any, request: Request, codes: list[int]) -> Any:
+    """(1, len(codes), width): a chunk's latents as ``Xtts.inference`` gets them, by running
+    the GPT over the whole chunk once more."""
+    import torch
+
+    gpt = model.gpt
+    device = model.device
+    with torch.inference_mode():
+        audio_codes = torch.tensor([codes], dtype=torch.long, device=device)
+        return gpt(
+            torch.tensor([request.tokens], dtype=torch.int32, device=device),
+            torch.tensor([len(request.tokens)], device=device),
+            audio_codes,
+            torch.tensor([audio_codes.shape[-1] * gpt.code_stride_len], device=device),
+            cond_latents=request.latent.to(device),
+            return_attentions=False,
+            return_latent=True,
+        )
+
+
 def vocode(
     model: Any, request: Request, codes: list[int], latents: Any | None = None
 ) -> AudioArray:
     """A chunk's audio tokens to samples: the GPT's latents, then HiFi-GAN (Xtts.inference).
 
     ``latents`` are the ones the decoder kept as it spoke the chunk (``StaticDecoder.latents``,
-    what coqui-tts's own streaming inference takes too); without them the GPT runs over the
-    whole chunk once more to get them, as ``Xtts.inference`` does.
+    what coqui-tts's own streaming inference takes too); without them ``latents_pass`` gets
+    them, as ``Xtts.inference`` does.
     """
     import torch
 
-    gpt = model.gpt
-    device = model.device
     with torch.inference_mode():
-        if latents is None:
-            audio_codes = torch.tensor([codes], dtype=torch.long, device=device)
-            latents = gpt(
-                torch.tensor([request.tokens], dtype=torch.int32, device=device),
-                torch.tensor([len(request.tokens)], device=device),
-                audio_codes,
-                torch.tensor([audio_codes.shape[-1] * gpt.code_stride_len], device=device),
-                cond_latents=request.latent.to(device),
-                return_attentions=False,
-                return_latent=True,
-            )
-        else:
-            latents = latents[None]
-        wav = model.hifigan_decoder(latents, g=request.speaker.to(device))
+        batch = latents_pass(model, request, codes) if latents is None else latents[None]
+        wav = model.hifigan_decoder(batch, g=request.speaker.to(model.device))
     return np.asarray(wav.float().cpu().reshape(-1).numpy(), dtype=np.float32)
 
 
@@ -160,7 +157,7 @@ class Batcher:
         self.decoder = StaticDecoder(
             model.gpt,
             rows=max_batch,
-            sampling=Sampling.of({**SAMPLING, **(sampling or {})}),
+            sampling=Sampling.of(sampling or {}),
             max_new_tokens=model.gpt.max_gen_mel_tokens,
             graphs=graphs,
         )
