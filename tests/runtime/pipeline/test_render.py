@@ -96,7 +96,10 @@ def test_captions_show_the_requested_words_in_readable_cues_timed_to_the_speech(
     speech_start, speech_end = speech_span(out / "video.mp4")
     assert abs(spans[0][0] - speech_start) <= 0.2
     last_word = max(_seconds(t) for t in re.findall(r"<([\d:.]+)>", vtt))
-    assert speech_start < last_word < speech_end
+    # The ASR times the words, and its timings move by a tenth of a second or two from run
+    # to run (Piper's noise): the last word started 6.78-6.88 s in with speech ending at
+    # 6.95-7.03 s by loudness, and once at 7.07 s against 6.92 (its fading tail is quiet).
+    assert speech_start < last_word < speech_end + 0.2
 
 
 def _seconds(stamp: str) -> float:
