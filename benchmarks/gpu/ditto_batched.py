@@ -118,7 +118,8 @@ def _conds(jobs: int, frames: int, device: str) -> list[Any]:
 def _engine_run(
     engine: Any, portrait: Any, conds: list[Any], *, keep: int | None = None
 ) -> dict[str, Any]:
-    """All jobs at once; each reader copies its frames to the host as an encoder would."""
+    """All jobs at once; each reader takes its frames on the host, as an encoder would (the
+    engine copies each batch out; ``.cpu()`` is there for an engine that did not)."""
     handles = []
     kept: list[Any] = []
     stats: list[dict[str, Any]] = [{} for _ in conds]

@@ -292,6 +292,7 @@ def part(
     """One pod, its batches; ``out`` filled (and ``save`` called) as each batch ends."""
     batched, compiled = label != "unbatched", label == "compiled"
     env = pod_env(vols, asr, batched=batched, compiled=compiled, tokens=args.tokens)
+    env |= dict(setting.split("=", 1) for setting in args.env)  # --env: a setting tried
     slots = (1 if args.smoke else 3) if label == "unbatched" else max(args.jobs)
     runtime, ready = start(work, label, slots=slots, env=env)
     out.update(slots=slots, ready_seconds=ready)
@@ -336,6 +337,7 @@ def run(args: argparse.Namespace) -> None:
         "chunk_seconds": args.tokens * SECONDS_PER_TOKEN,
         "resolution": 512,
         "smoke": args.smoke,
+        "env": args.env,
     }
 
     def save() -> None:
@@ -375,6 +377,9 @@ def main() -> None:
     parser.add_argument("--baseline-runs", type=int, default=3)
     parser.add_argument("--tokenizer", type=Path, help="an English CTranslate2 Whisper model dir")
     parser.add_argument("--smoke", action="store_true", help="tiny TTS and ASR, 1-slot baseline")
+    parser.add_argument(
+        "--env", action="append", default=[], help="NAME=VALUE for every pod (a setting tried)"
+    )
     parser.add_argument("--combine", type=Path, nargs="+", help="reports to merge")
     parser.add_argument("--summary", type=Path, help="the issue's keys, merged into this JSON")
     args = parser.parse_args()

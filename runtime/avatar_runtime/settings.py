@@ -230,8 +230,8 @@ class SlotSettings(BaseModel):
         description=(
             "GPU memory a further slot needs beside a renderer that serves every slot (the"
             " batched Ditto engine): one job's buffers and speech cache, not a renderer"
-            " (measured 0.135 GB a job on the H200 compiled, NVML 15.01 GB at 1 job and"
-            " 15.41 at 4; under 0.01 eager)."
+            " (measured on the H200 compiled: NVML 10.86 GB at 1 job and 10.90 at 8; 0.135"
+            " GB a job while frames waited for their readers on the GPU; under 0.01 eager)."
         ),
     )
     max_auto_shared: int = Field(
@@ -239,8 +239,8 @@ class SlotSettings(BaseModel):
         ge=1,
         description=(
             "Most slots 'auto' picks for a renderer that serves every slot: the jobs it"
-            " batches. On the H200 a compiled pod made 2.7, 4.0, 4.3 and 4.8 video s/s with"
-            " 1 to 4 jobs and 4.8 with 8; an eager one 1.4 to 2.5 with 1 to 4, 3.0 with 8"
+            " batches. On the H200 a compiled pod made 3.6, 5.3, 5.7 and 6.2 video s/s with"
+            " 1 to 4 jobs and 5.6 with 8; an eager one 1.6 to 3.2 with 1 to 4, 3.1 with 8"
             " while its slowest job took twice as long: see docs/benchmarks.md."
         ),
     )

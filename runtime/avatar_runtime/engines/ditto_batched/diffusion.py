@@ -42,9 +42,13 @@ class FoldedSampler:
         buckets: Sequence[int] = buckets_.DEFAULT_BUCKETS,
         graphed: bool = False,
         half: bool = False,
+        pool: Any = None,
     ) -> None:
         lmdm.setup(steps)
         self.half = half
+        self._pool = pool
+        """The graphs' memory pool (``torch.cuda.graph_pool_handle``), shared with other
+        graphs that never replay at the same time; None: a pool per graph."""
         self._lmdm = lmdm
         self.buckets = buckets_.checked(buckets)
         self.frames = int(lmdm.seq_frames)
@@ -105,7 +109,7 @@ class FoldedSampler:
                 self._loop(static["kp_cond"], static["aud_cond"], static["x"])
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), torch.no_grad():
+        with torch.cuda.graph(graph, pool=self._pool), torch.no_grad():
             static["out"] = self._loop(static["kp_cond"], static["aud_cond"], static["x"])
         return graph, static
 

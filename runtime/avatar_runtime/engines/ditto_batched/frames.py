@@ -39,7 +39,10 @@ class FrameRenderer:
         graphed: bool = False,
         feature_shape: tuple[int, ...] = (32, 16, 64, 64),
         keypoints: int = 21,
+        pool: Any = None,
     ) -> None:
+        self._pool = pool
+        """The graphs' memory pool, as ``FoldedSampler``'s."""
         self._warp = warp
         self._decoder = decoder
         self.buckets = buckets_.checked(buckets)
@@ -97,7 +100,7 @@ class FrameRenderer:
             if not self.graphed:
                 return
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, pool=self._pool):
                 static["out"] = self._fn(
                     static["feature"], static["kp_source"], static["kp_driving"]
                 )

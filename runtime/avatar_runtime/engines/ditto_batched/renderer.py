@@ -222,7 +222,7 @@ class BatchedDittoRenderer:
 
     @staticmethod
     def _host(frame: torch.Tensor, avatar: BatchedAvatar) -> Frame:
-        image: Frame = np.ascontiguousarray(frame.cpu().numpy())
+        image: Frame = np.ascontiguousarray(frame.numpy())  # on the host already
         if image.shape[:2] == (avatar.size, avatar.size):
             return image
         size = (avatar.size, avatar.size)
