@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -355,3 +356,35 @@ def test_closing_the_engine_ends_a_job_whose_audio_never_ended() -> None:
     assert not reader.is_alive()
     assert len(frames) == 70  # the window the audio covered was still rendered
     assert [str(e) for e in errors] == ["the batched Ditto engine was closed"]
+
+
+def test_a_reader_that_falls_behind_holds_its_job_and_not_the_others() -> None:
+    """Frames made and not read stay bounded (``max_unread``): the slow job waits, the
+    others finish, and the slow job then gets every frame, in order, as it would alone."""
+    settings = EngineSettings(buckets=(1, 2, 4), steps=STEPS, low_water=4, max_unread=8)
+    engine = BatchedDittoEngine(_networks(), settings)
+    try:
+        alone = _alone(engine, _portrait(1), _cond(140, 1), 1)
+        with engine.admitting():
+            slow = engine.open_job(_portrait(1), seed=1)
+            fast = engine.open_job(_portrait(2), seed=2)
+            slow.feed(_cond(140, 1))
+            fast.feed(_cond(140, 2))
+            slow.end()
+            fast.end()
+        assert len(_read_all([fast])[0]) == 140  # finished while nobody read the slow job
+        made = slow.stats.frames
+        assert 8 <= made <= 8 + 4  # held at max_unread, give or take the batch that crossed it
+        time.sleep(0.2)
+        assert slow.stats.frames == made  # and nothing more is made for it meanwhile
+        frames = _read_all([slow])[0]
+        assert len(frames) == 140
+        difference = (torch.stack(frames).int() - torch.stack(alone).int()).abs()
+        assert int(difference.max()) <= 1  # batched with another job: a rounding step at most
+    finally:
+        engine.close()
+
+
+def test_an_engine_needs_room_for_one_unread_frame() -> None:
+    with pytest.raises(ValueError, match="max_unread"):
+        EngineSettings(max_unread=0)

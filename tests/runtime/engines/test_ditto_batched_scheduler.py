@@ -172,6 +172,24 @@ def test_a_removed_job_leaves_nothing_behind() -> None:
     assert scheduler.next_batch() is None
 
 
+def test_a_held_job_waits_while_the_others_run_and_goes_on_when_released() -> None:
+    scheduler = _scheduler(max_frames=4, low_water=0)
+    scheduler.add_job("a")
+    scheduler.add_job("b")
+    scheduler.offer_frames("a", [1, 2, 3, 4])
+    scheduler.offer_frames("b", [5, 6, 7, 8])
+    scheduler.offer_window("a", "a-0")
+    scheduler.hold("a")
+    batch = scheduler.next_batch()
+    assert batch is not None
+    assert [key for key, _ in batch.frames] == ["b"] * 4  # all of the batch to the other
+    assert scheduler.next_batch() is None  # only the held job's work is left
+    scheduler.release("a")
+    batch = scheduler.next_batch()
+    assert batch is not None
+    assert batch.frames == [("a", 1), ("a", 2), ("a", 3), ("a", 4)]
+
+
 def test_limits_refuse_empty_batches_and_inverted_water_marks() -> None:
     with pytest.raises(ValueError, match="at least one"):
         Limits(max_frames=0)

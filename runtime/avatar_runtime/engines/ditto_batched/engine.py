@@ -69,6 +69,15 @@ class EngineSettings:
     """LMDM's denoiser in fp16 autocast; Ditto runs it in fp32 (off: Ditto's numerics)."""
     low_water: int = 8
     high_water: int = 140
+    max_unread: int = 64
+    """Frames made for a job and not yet read: from here the job is held (nothing of it
+    is batched) until its reader has taken half of them. 64 frames are 2.6 s of video
+    and 50 MB of host memory at 512 x 512: a slow encoder cannot make a job's whole
+    video pile up there, nor hold memory that other jobs need."""
+
+    def __post_init__(self) -> None:
+        if self.max_unread < 1:
+            raise ValueError("max_unread must be at least 1")
 
     def limits(self) -> scheduler_.Limits:
         top = max(self.buckets)
@@ -117,6 +126,9 @@ class _Job:
     first_motion: torch.Tensor | None = None
     made: int = 0
     pending_frames: int = 0
+    unread: int = 0
+    """Frames handed to the job's queue and not yet taken by its reader."""
+    held: bool = False
     cancelled: bool = False
 
 
@@ -151,6 +163,7 @@ class JobHandle:
                 return
             if isinstance(item, BaseException):
                 raise item
+            self._engine._taken(self._job)
             yield item.ready()
 
 
@@ -246,6 +259,16 @@ class BatchedDittoEngine:
         with self._lock:
             job.track.feed(cond)
             self._offer_next(job)
+
+    def _taken(self, job: _Job) -> None:
+        """The reader took a frame: a held job goes on once half its backlog is read."""
+        with self._lock:
+            job.unread -= 1
+            if job.held and job.unread <= self.settings.max_unread // 2:
+                job.held = False
+                if job.id in self._scheduler:
+                    self._scheduler.release(job.id)
+                    self._lock.notify_all()
 
     def _end(self, job: _Job) -> None:
         with self._lock:
@@ -362,6 +385,11 @@ class BatchedDittoEngine:
                 if job.cancelled:
                     continue
                 job.output.put(host[row])
+                job.unread += 1
+                if job.unread >= self.settings.max_unread and not job.held:
+                    job.held = True
+                    if job.id in self._scheduler:
+                        self._scheduler.hold(job.id)
                 job.pending_frames -= 1
                 job.stats.frames += 1
                 job.stats.last_frame = now

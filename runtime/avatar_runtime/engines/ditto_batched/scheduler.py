@@ -27,6 +27,9 @@ Guarantees (each has a test in ``tests/runtime/engines/test_ditto_batched_schedu
 - **Bounded look-ahead.** A job already holding ``high_water`` frames or more
   gets no more windows diffused until it has rendered some, so one job's motion
   cannot run far ahead of its frames (memory stays bounded).
+- **Held jobs wait.** A job the engine holds (its reader is behind: ``hold``)
+  gets nothing into any batch until it is released, so frames made for a slow
+  reader cannot pile up; the other jobs' batches go on without it.
 
 Pure bookkeeping: no torch, no threads, no clock. The engine holds its lock
 around every call.
@@ -87,6 +90,7 @@ class Batch(Generic[JobKey, Window, FrameWork]):
 class _Job(Generic[Window, FrameWork]):
     window: Window | None = None
     frames: collections.deque[FrameWork] = field(default_factory=collections.deque)
+    held: bool = False
 
 
 def fair_shares(counts: Sequence[int], capacity: int, *, start: int = 0) -> list[int]:
@@ -148,6 +152,13 @@ class BatchScheduler(Generic[JobKey, Window, FrameWork]):
     def offer_frames(self, job: JobKey, frames: Sequence[FrameWork]) -> None:
         self._jobs[job].frames.extend(frames)
 
+    def hold(self, job: JobKey) -> None:
+        """Leave the job's work out of every batch until ``release``."""
+        self._jobs[job].held = True
+
+    def release(self, job: JobKey) -> None:
+        self._jobs[job].held = False
+
     def waiting(self, job: JobKey) -> tuple[bool, int]:
         """Whether the job has a window waiting, and how many of its frames wait."""
         state = self._jobs[job]
@@ -158,7 +169,7 @@ class BatchScheduler(Generic[JobKey, Window, FrameWork]):
 
     def next_batch(self) -> Batch[JobKey, Window, FrameWork] | None:
         """The next batch to run, taken out of the pending work; None when nothing waits."""
-        keys = list(self._jobs)
+        keys = [k for k, state in self._jobs.items() if not state.held]
         if not keys:
             return None
         start = self._turn % len(keys)
