@@ -16,10 +16,12 @@ makes them (``frames``). The engine's one driver thread asks the scheduler
 Tensors stay on the GPU from the audio condition to the frame; each frames
 batch is then copied to the host at once (``host.to_host``), and a frame
 reaches its reader as a uint8 (height, width, 3) tensor on the host when its
-own batch's copy is done. Compilation and graph capture happen in the
-constructor (at pod start), never in a job. One lock guards the scheduler and the jobs' tracks;
-the networks run outside it, so feeding a job never waits for a batch to finish
-(only for a window's small bookkeeping: fusion, keypoints, stitching).
+own batch's copy is done. A job whose reader falls ``max_unread`` frames
+behind is held until it catches up. Compilation and graph capture happen in
+the constructor (at pod start), never in a job. One lock guards the scheduler
+and the jobs' tracks; the networks run outside it, so feeding a job never
+waits for a batch to finish (only for a window's small bookkeeping: fusion,
+keypoints, stitching).
 """
 
 from __future__ import annotations
