@@ -14,7 +14,7 @@ makes them (``frames``). The engine's one driver thread asks the scheduler
   (``frames.FrameRenderer``), then handed to each job's reader.
 
 Tensors stay on the GPU from the audio condition to the frame; each frames
-batch is then copied to the host at once (``host.to_host``), and a frame
+batch's copies to the host are queued behind it (``host.to_host``), and a frame
 reaches its reader as a uint8 (height, width, 3) tensor on the host when its
 own batch's copy is done. A job whose reader falls ``max_unread`` frames
 behind is held until it catches up. Compilation and graph capture happen in
@@ -130,7 +130,6 @@ class _Job:
     pending_frames: int = 0
     unread: int = 0
     """Frames handed to the job's queue and not yet taken by its reader."""
-    held: bool = False
     cancelled: bool = False
 
 
@@ -266,11 +265,9 @@ class BatchedDittoEngine:
         """The reader took a frame: a held job goes on once half its backlog is read."""
         with self._lock:
             job.unread -= 1
-            if job.held and job.unread <= self.settings.max_unread // 2:
-                job.held = False
-                if job.id in self._scheduler:
-                    self._scheduler.release(job.id)
-                    self._lock.notify_all()
+            if job.unread == self.settings.max_unread // 2 and job.id in self._scheduler:
+                self._scheduler.release(job.id)  # nothing changes unless it was held
+                self._lock.notify_all()
 
     def _end(self, job: _Job) -> None:
         with self._lock:
@@ -388,10 +385,8 @@ class BatchedDittoEngine:
                     continue
                 job.output.put(host[row])
                 job.unread += 1
-                if job.unread >= self.settings.max_unread and not job.held:
-                    job.held = True
-                    if job.id in self._scheduler:
-                        self._scheduler.hold(job.id)
+                if job.unread >= self.settings.max_unread and job.id in self._scheduler:
+                    self._scheduler.hold(job.id)
                 job.pending_frames -= 1
                 job.stats.frames += 1
                 job.stats.last_frame = now

@@ -1,4 +1,4 @@
-"""A frames batch to the host: one asynchronous copy per batch, and the event that ends it.
+"""A frames batch to the host: its copies queued right behind it, and the event that ends them.
 
 A reader that copies its own frame out (``frame.cpu()``) waits, in the stream's
 order, for everything the driver has queued on the GPU by then: the batches
@@ -37,8 +37,9 @@ class HostFrame:
 def to_host(images: torch.Tensor | Sequence[torch.Tensor]) -> list[HostFrame]:
     """Every row of ``images`` (a batch, or a list where the rows' sizes differ) on the host.
 
-    On a GPU the copies are queued on the current stream into pinned memory; on a CPU the
-    rows are the frames.
+    On a GPU the copies are queued on the current stream into pinned memory (one for a
+    batch tensor, one a row for a list), with one event after them; on a CPU the rows are
+    the frames.
     """
     import torch
 
