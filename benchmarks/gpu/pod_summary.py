@@ -54,7 +54,8 @@ NOT_MEASURED = [
     " --tokens, random-weight Whisper decodes no words (whisper_volume), Ditto's HuBERT and face"
     " helpers are the volume's ONNX stand-ins on the CPU",
     "faster-whisper on the GPU: CTranslate2's wheels need CUDA 12's libcublas.so.12 and the"
-    " device has CUDA 13, so the ASR ran on the CPU (int8, the pod's default of half the cores)",
+    " device has CUDA 13, so the ASR ran on the CPU (int8; its workers and threads as"
+    " pod_settings_tried says, else one worker of half the cores)",
     "an L4 (none is lent): the figures are an H200's",
 ]
 
@@ -123,6 +124,7 @@ def summary(record: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
             n: r["peak_torch_bytes"] for n, r in record["unbatched"]["runs"].items()
         },
         "variant": best,
+        "pod_settings_tried": record.get("env", []),
         "whole_pod_report": "benchmarks/reports/gpu-whole-pod.json",
     })  # fmt: skip
     out["software"] = {**record.get("software", {}), **out.get("software", {})}

@@ -140,6 +140,15 @@ class EngineSettings(BaseModel):
     )
     whisper_compute_type: str = Field("int8", description="CTranslate2 compute type.")
     whisper_device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'.")
+    whisper_workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Transcriptions the ASR runs at once (CTranslate2 workers sharing one copy"
+        " of the weights, each with cpu_threads threads on a CPU). Each job transcribes its"
+        " speech as its last frames render; with fewer workers than slots, jobs that finish"
+        " speaking together queue here.",
+    )
     cpu_threads: int = Field(
         0,
         ge=0,

@@ -61,6 +61,7 @@ def _whisper(settings: EngineSettings) -> ASREngine:
         device=settings.whisper_device,
         compute_type=settings.whisper_compute_type,
         threads=settings.cpu_threads,
+        workers=settings.whisper_workers,
     )
 
 

@@ -20,7 +20,13 @@ WHISPER_SAMPLE_RATE = 16_000
 
 
 class WhisperASR:
-    """One CTranslate2 Whisper model; calls are serialised (each uses all its threads)."""
+    """One CTranslate2 Whisper model serving ``workers`` transcriptions at once.
+
+    Each slot's job transcribes its speech as its last frames render; with one worker
+    they queue, and at 3 jobs the last one waits for the other two (the queue was most
+    of a job's time in the whole pod, docs/benchmarks.md). CTranslate2 runs
+    ``workers`` calls in parallel on one copy of the weights, each with ``threads``
+    threads; more calls than workers wait here."""
 
     name = "whisper"
     sample_rate = WHISPER_SAMPLE_RATE
@@ -32,7 +38,10 @@ class WhisperASR:
         device: str = "cpu",
         compute_type: str = "int8",
         threads: int = 0,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ValueError("the ASR needs at least one worker")
         from faster_whisper import WhisperModel
 
         if model is None:
@@ -51,11 +60,13 @@ class WhisperASR:
             device=device,
             compute_type=compute_type,
             cpu_threads=threads or max(1, (os.cpu_count() or 1) // 2),
+            num_workers=workers,
             local_files_only=True,
         )
         # English-only models (``*.en``) cannot be told to transcribe anything else.
         self.languages = frozenset(self._model.supported_languages)
-        self._lock = threading.Lock()
+        self.workers = workers
+        self._turns = threading.BoundedSemaphore(workers)
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -78,7 +89,7 @@ class WhisperASR:
             )
         if speech.sample_rate != WHISPER_SAMPLE_RATE:
             raise ValueError(f"Whisper needs {WHISPER_SAMPLE_RATE} Hz audio")
-        with self._lock:
+        with self._turns:
             segments, _info = self._model.transcribe(
                 speech.samples,
                 language=lang,

@@ -47,7 +47,11 @@ from avatar_runtime.engines.model_volume import DITTO_CHECKPOINTS_DIR, DITTO_COD
 if TYPE_CHECKING:
     import torch
 
-    from avatar_runtime.engines.ditto_batched.engine import BatchedDittoEngine, Portrait
+    from avatar_runtime.engines.ditto_batched.engine import (
+        BatchedDittoEngine,
+        EngineSettings,
+        Portrait,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -229,9 +233,16 @@ class BatchedDittoRenderer:
         return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
-def load(model_dir: Path, *, device: str = "cuda", compiled: bool = False) -> BatchedDittoRenderer:
+def load(
+    model_dir: Path,
+    *,
+    device: str = "cuda",
+    compiled: bool = False,
+    settings: EngineSettings | None = None,
+) -> BatchedDittoRenderer:
     """Ditto from the model volume, batched: its networks on ``device`` (compiled and
-    graphed per batch bucket at load where ``compiled``), its registrar and HuBERT."""
+    graphed per batch bucket at load where ``compiled``), its registrar and HuBERT.
+    ``settings`` replaces the engine's whole settings (``compiled`` is then ignored)."""
     from avatar_runtime.engines.ditto_batched import engine as engine_
     from avatar_runtime.engines.ditto_batched import networks
 
@@ -251,11 +262,13 @@ def load(model_dir: Path, *, device: str = "cuda", compiled: bool = False) -> Ba
     registrar = registrar_module.AvatarRegistrar(**registrar_cfg)
     encoder = conditions.OnnxHubert(wav2feat_cfg["w2f_cfg"]["model_path"], device=device)
     nets = networks.load(model_dir, device=device)
-    settings = engine_.EngineSettings(compiled=compiled, graphed=compiled)
+    if settings is None:
+        settings = engine_.EngineSettings(compiled=compiled, graphed=compiled)
     engine = engine_.BatchedDittoEngine(nets, settings)
     log.info(
-        "batched Ditto ready (%s, HuBERT on %s, %.1f s compiling and capturing)",
-        "compiled" if compiled else "eager",
+        "batched Ditto ready (%s, buckets %s, HuBERT on %s, %.1f s compiling and capturing)",
+        "compiled" if settings.compiled else "eager",
+        ",".join(map(str, settings.buckets)),
         ",".join(encoder.providers),
         engine.prepare_seconds,
     )
