@@ -40,7 +40,8 @@ from benchmarks.gpu.ditto_pod import FPS, _drain, _jobs, _speech, _versions
 
 
 class _Tally:
-    """GPU and driver seconds by part, from events recorded around the engine's calls."""
+    """GPU and driver seconds by part, from events recorded around the engine's calls
+    (a profiling tool: it wraps the engine's own methods on the instance)."""
 
     PARTS = ("lmdm", "warp_decode", "frames_batch", "motion_batch")
 
@@ -168,6 +169,7 @@ def main() -> None:
     record["runs"] = {}
     best: tuple[float, int] = (0.0, caps[0])
     for cap in caps:
+        # The cap on a frames batch, below the largest bucket: one compile for every cap.
         engine._scheduler.limits = dataclasses.replace(
             engine._scheduler.limits, max_frames=cap, max_windows=min(cap, max(buckets))
         )

@@ -23,8 +23,8 @@ class WhisperASR:
     """One CTranslate2 Whisper model serving ``workers`` transcriptions at once.
 
     Each slot's job transcribes its speech as its last frames render; with one worker
-    they queue, and at 3 jobs the last one waits for the other two (the queue was most
-    of a job's time in the whole pod, docs/benchmarks.md). CTranslate2 runs
+    they queue, and at 3 jobs the last one waits for the other two (in the whole pod on
+    the H200, 2.3 s a job against 1.3 s alone; docs/benchmarks.md). CTranslate2 runs
     ``workers`` calls in parallel on one copy of the weights, each with ``threads``
     threads; more calls than workers wait here."""
 
