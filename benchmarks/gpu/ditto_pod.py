@@ -237,10 +237,15 @@ def main() -> None:
     parser.add_argument("--parts", default="adapter,workers,eager,compiled")
     parser.add_argument("--baseline-runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="short clips, 1-2 jobs, eager")
+    parser.add_argument(
+        "--spectral-mask", action="store_true", help="batched: the mask convolution via FFTs"
+    )
+    parser.add_argument("--lmdm-half", action="store_true", help="batched: LMDM in fp16")
     args = parser.parse_args()
     import torch
 
     from avatar_runtime.engines.ditto_batched import renderer as batched
+    from avatar_runtime.engines.ditto_batched.engine import EngineSettings
 
     device = args.device
     seconds = 2.0 if args.smoke else args.seconds
@@ -254,6 +259,7 @@ def main() -> None:
         "fps": FPS,
         "job_counts": job_counts,
         "smoke": args.smoke,
+        "engine_options": {"spectral_mask": args.spectral_mask, "lmdm_half": args.lmdm_half},
     }
 
     def save() -> None:
@@ -305,10 +311,18 @@ def main() -> None:
             continue
         _peak_reset(device)
         began = time.perf_counter()
-        renderer = batched.load(args.model_dir, device=device, compiled=compiled)
+        settings = EngineSettings(
+            compiled=compiled,
+            graphed=compiled,
+            spectral_mask=args.spectral_mask,
+            lmdm_half=args.lmdm_half,
+        )
+        renderer = batched.load(args.model_dir, device=device, settings=settings)
         record[f"{label}_load_seconds"] = time.perf_counter() - began
         record[f"{label}_compile_seconds"] = renderer.engine.prepare_seconds
         record[f"{label}_load_peak_gpu_memory_bytes"] = _peak(device)
+        if _cuda(device):  # what the node's NVML sees of the renderer, less the context
+            record[f"{label}_reserved_after_load_bytes"] = torch.cuda.memory_reserved()
         timed = _TimedEncoder(renderer._encoder)
         renderer._encoder = timed
         began = time.perf_counter()

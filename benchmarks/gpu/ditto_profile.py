@@ -127,6 +127,9 @@ def main() -> None:
     parser.add_argument("--buckets", default="1,2,4,8,16")
     parser.add_argument("--caps", default="8,16")
     parser.add_argument("--lmdm-half", action="store_true", help="LMDM in fp16 (not Ditto's)")
+    parser.add_argument(
+        "--spectral-mask", action="store_true", help="the mask convolution via FFTs"
+    )
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--profile-seconds", type=float, default=3.0, help="per job, profiled")
     parser.add_argument("--device", default="cuda", help="cpu: an eager smoke run of the script")
@@ -147,6 +150,7 @@ def main() -> None:
         "seconds_per_job": args.seconds,
         "buckets": list(buckets),
         "lmdm_half": args.lmdm_half,
+        "spectral_mask": args.spectral_mask,
     }
 
     def save() -> None:
@@ -154,7 +158,11 @@ def main() -> None:
 
     ditto_volume.build(args.model_dir, args.ditto_code, device=args.device)
     settings = EngineSettings(
-        buckets=buckets, compiled=cuda, graphed=cuda, lmdm_half=args.lmdm_half
+        buckets=buckets,
+        compiled=cuda,
+        graphed=cuda,
+        lmdm_half=args.lmdm_half,
+        spectral_mask=args.spectral_mask,
     )
     began = time.perf_counter()
     renderer = batched.load(args.model_dir, device=args.device, settings=settings)

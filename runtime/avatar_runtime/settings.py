@@ -84,6 +84,17 @@ class EngineSettings(BaseModel):
         " per batch size at load (minutes at pod start; about 2.7x the frames/s of eager on"
         " an H200, docs/benchmarks.md). CUDA only.",
     )
+    ditto_spectral_mask: bool = Field(
+        True,
+        description="With ditto_batched: Ditto's 7x7x7 dense-motion mask convolution through"
+        " FFTs in fp32 instead of cuDNN in fp16: the same function, more exact, about 18 % less"
+        " GPU time for warp + decode on the H200, for 1.6 GB more GPU memory (docs/benchmarks.md).",
+    )
+    ditto_lmdm_half: bool = Field(
+        False,
+        description="With ditto_batched: LMDM's denoiser in fp16 autocast (Ditto runs it in"
+        " fp32; motion differs within fp16 rounding).",
+    )
     model_dir: Path | None = Field(
         None,
         description="The model volume (XTTS-v2, Ditto's code and weights, Whisper models);"
@@ -239,7 +250,7 @@ class SlotSettings(BaseModel):
         description=(
             "GPU memory a further slot needs beside a renderer that serves every slot (the"
             " batched Ditto engine): one job's buffers and speech cache, not a renderer"
-            " (measured on the H200 compiled: NVML 10.86 GB at 1 job and 10.90 at 8; 0.135"
+            " (measured on the H200 compiled: NVML 14.26 GB at 1 job and 14.30 at 8; 0.135"
             " GB a job while frames waited for their readers on the GPU; under 0.01 eager)."
         ),
     )
@@ -248,8 +259,8 @@ class SlotSettings(BaseModel):
         ge=1,
         description=(
             "Most slots 'auto' picks for a renderer that serves every slot: the jobs it"
-            " batches. On the H200 a compiled pod made 3.6, 5.3, 5.7 and 6.2 video s/s with"
-            " 1 to 4 jobs and 5.6 with 8; an eager one 1.6 to 3.2 with 1 to 4, 3.1 with 8"
+            " batches. On the H200 a compiled pod made 4.1, 6.0, 6.2 and 7.0 video s/s with"
+            " 1 to 4 jobs and 6.3 with 8; an eager one 1.3 to 2.5 with 1 to 4, 3.2 with 8"
             " while its slowest job took twice as long: see docs/benchmarks.md."
         ),
     )

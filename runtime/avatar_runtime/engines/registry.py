@@ -100,10 +100,16 @@ def _ditto(settings: EngineSettings) -> Renderer[Any]:
         raise ValueError("the ditto renderer needs a model volume: set engines.model_dir")
     if settings.ditto_batched:
         from avatar_runtime.engines.ditto_batched import renderer
+        from avatar_runtime.engines.ditto_batched.engine import EngineSettings as Batching
 
-        return renderer.load(
-            settings.model_dir, device=_torch_device(settings), compiled=settings.ditto_compiled
+        compiled = settings.ditto_compiled
+        batching = Batching(
+            compiled=compiled,
+            graphed=compiled,
+            spectral_mask=settings.ditto_spectral_mask,
+            lmdm_half=settings.ditto_lmdm_half,
         )
+        return renderer.load(settings.model_dir, device=_torch_device(settings), settings=batching)
     return DittoRenderer(settings.model_dir, online=settings.ditto_online)
 
 

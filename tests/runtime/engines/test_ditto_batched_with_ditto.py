@@ -148,3 +148,36 @@ def test_dittos_stitching_network_takes_the_batch(ditto: dict[str, Any]) -> None
         together = stitch(x_s, x_d)
         alone = torch.cat([stitch(x_s[i : i + 1], x_d[i : i + 1]) for i in range(5)])
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_the_fft_mask_keeps_dittos_dense_motion(ditto: dict[str, Any]) -> None:
+    """Ditto's ``DenseMotionNetwork`` at a reduced size (8 feature channels over 16 x 16 x
+    16; Ditto's mask kernel, 7 x 7 x 7, over 118 channels): the same mask, deformation and
+    occlusion with the FFT mask (``spectral.swap_mask``) as with Ditto's own."""
+    from avatar_runtime.engines.ditto_batched import spectral
+
+    torch.manual_seed(3)
+    network = (
+        ditto["dense_motion"]
+        .DenseMotionNetwork(
+            block_expansion=8,
+            num_blocks=2,
+            max_features=32,
+            num_kp=21,
+            feature_channel=8,
+            reshape_depth=16,
+            compress=4,
+        )
+        .eval()
+    )
+    feature = torch.randn(2, 8, 16, 16, 16)
+    kp_s = 0.3 * torch.randn(2, 21, 3)
+    kp_d = kp_s + 0.05 * torch.randn(2, 21, 3)
+    with torch.no_grad():
+        theirs = network(feature, kp_d, kp_s)
+        spectral.swap_mask(network.float(), (16, 16, 16))
+        ours = network(feature, kp_d, kp_s)
+    assert isinstance(network.mask, spectral.spectral_conv3d_class())
+    assert network.mask.spatial == (16, 16, 16)  # the FFT path, not the direct fallback
+    for key in ("mask", "deformation", "occlusion_map"):
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-5)

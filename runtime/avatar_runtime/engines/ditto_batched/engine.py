@@ -69,6 +69,11 @@ class EngineSettings:
     """DDIM steps per window (Ditto's default)."""
     lmdm_half: bool = False
     """LMDM's denoiser in fp16 autocast; Ditto runs it in fp32 (off: Ditto's numerics)."""
+    spectral_mask: bool = False
+    """The dense-motion network's 7 x 7 x 7 mask convolution through FFTs, in fp32
+    (``spectral.SpectralConv3d``): the same function, more exact than the fp16 cuDNN
+    kernel it replaces, for about 1.6 GB of GPU memory (its kernel's spectrum and a
+    batch's intermediates). The runtime's ``engines.ditto_spectral_mask`` turns it on."""
     low_water: int = 8
     high_water: int = 140
     max_unread: int = 64
@@ -185,6 +190,12 @@ class BatchedDittoEngine:
         # sum of every bucket's intermediates, not the largest (compiled on the H200: 9.0 GB
         # for the renderer with a pool per graph, 5.3 GB with one).
         pool = torch_.cuda.graph_pool_handle() if graphed else None
+        if self.settings.spectral_mask:
+            from avatar_runtime.engines.ditto_batched import spectral
+
+            spectral.swap_mask(networks.warp.dense_motion_network)
+            if torch_.cuda.is_available():
+                torch_.cuda.empty_cache()  # the spectrum's temporaries, before any graph
         self.sampler = FoldedSampler(
             networks.lmdm,
             steps=self.settings.steps,
