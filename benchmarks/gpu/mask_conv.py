@@ -82,7 +82,7 @@ def op_level(batches: list[int]) -> dict[str, Any]:
         "spectrum_bytes": fft.spectrum.numel() * fft.spectrum.element_size(),
         "by_batch": {},
     }
-    op = spectral._operator()
+    op = spectral.operator()
     with torch.no_grad():
         for batch in batches:
             x = torch.randn(batch, CHANNELS, *SPATIAL, device="cuda").half()
