@@ -108,6 +108,7 @@ def _ditto(settings: EngineSettings) -> Renderer[Any]:
             graphed=compiled,
             spectral_mask=settings.ditto_spectral_mask,
             lmdm_half=settings.ditto_lmdm_half,
+            decoder_rows=settings.ditto_decoder_rows,
         )
         return renderer.load(settings.model_dir, device=_torch_device(settings), settings=batching)
     return DittoRenderer(settings.model_dir, online=settings.ditto_online)

@@ -32,6 +32,7 @@ from avatar_runtime.engines.ditto_batched.engine import (
     EngineSettings,
     Portrait,
 )
+from avatar_runtime.engines.ditto_batched.frames import FrameRenderer
 from avatar_runtime.engines.ditto_batched.keypoints import MOTION_DIM, PortraitMotion
 from avatar_runtime.engines.ditto_batched.networks import DittoNetworks
 
@@ -256,6 +257,36 @@ def test_the_folded_batched_sampler_gives_each_window_what_it_gives_alone() -> N
             torch.testing.assert_close(together[rows], alone, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(together[rows], reference, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(together[0], together[1], atol=1e-3)  # the rows do differ
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3])
+def test_the_decoder_taking_a_few_rows_at_a_time_gives_the_same_frames(rows: int) -> None:
+    nets = _networks()
+    seen: list[int] = []
+    nets.decoder.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
+    generator = torch.Generator().manual_seed(3)
+    feature = torch.randn(5, 4, 2, 8, 8, generator=generator)
+    kp_source = 0.1 * torch.randn(5, 21, 3, generator=generator)
+    kp_driving = 0.1 * torch.randn(5, 21, 3, generator=generator)
+    whole = FrameRenderer(nets.warp, nets.decoder, decoder_rows=0)
+    parts = FrameRenderer(nets.warp, nets.decoder, decoder_rows=rows)
+    expected = whole.render(feature, kp_source, kp_driving)
+    assert seen == [5]
+    seen.clear()
+    got = parts.render(feature, kp_source, kp_driving)
+    assert seen == [rows] * (5 // rows) + ([5 % rows] if 5 % rows else [])
+    assert got.shape == (5, 16, 16, 3)
+    assert int((got.int() - expected.int()).abs().max()) <= 1  # fp32 rounding at most
+    assert float((got.float() - expected.float()).abs().mean()) < 0.01
+    assert float(got.float().std()) > 1.0  # frames, not a constant
+
+
+def test_the_decoder_rows_cannot_be_negative() -> None:
+    nets = _networks()
+    with pytest.raises(ValueError, match="decoder_rows"):
+        FrameRenderer(nets.warp, nets.decoder, decoder_rows=-1)
+    with pytest.raises(ValueError, match="decoder_rows"):
+        EngineSettings(decoder_rows=-1)
 
 
 def test_every_job_gets_its_frames_in_order_and_the_same_as_alone(

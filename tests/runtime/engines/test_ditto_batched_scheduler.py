@@ -207,3 +207,9 @@ def test_a_batch_runs_in_the_smallest_bucket_that_holds_it() -> None:
         buckets.checked([1, 1, 2])
     assert buckets.padding_index(3, 8) == [0, 1, 2, 2, 2, 2, 2, 2]
     assert buckets.padding_index(4, 4) == [0, 1, 2, 3]
+
+
+def test_graphs_are_captured_largest_bucket_first() -> None:
+    # A shared pool serves a small capture from a large one's freed blocks, not the reverse.
+    assert buckets.capture_order((1, 2, 4, 8)) == (8, 4, 2, 1)
+    assert buckets.capture_order([3, 1, 2]) == (3, 2, 1)

@@ -22,6 +22,15 @@ def checked(buckets: Sequence[int]) -> tuple[int, ...]:
     return ordered
 
 
+def capture_order(buckets: Sequence[int]) -> tuple[int, ...]:
+    """The order to capture the buckets' graphs in one shared memory pool: largest first.
+    A capture reuses the blocks that earlier captures freed, and a small batch's
+    intermediates fit in the blocks a large one freed, not the other way round: captured
+    smallest first, the pool ends up holding most of every bucket's intermediates (3.71 GB
+    for warp + decode at buckets 1-8 on the H200, against 2.04 GB for buckets 1-4)."""
+    return tuple(sorted(set(buckets), reverse=True))
+
+
 def bucket_for(size: int, buckets: Sequence[int]) -> int:
     """The smallest bucket holding ``size`` items; a batch larger than every bucket is a
     caller's error (the scheduler's caps are the largest bucket)."""

@@ -56,7 +56,7 @@ class FoldedSampler:
         self.graphed = graphed
         self._graphs: dict[int, tuple[Any, dict[str, torch.Tensor]]] = {}
         if graphed:
-            for bucket in self.buckets:
+            for bucket in buckets_.capture_order(self.buckets):
                 self._graphs[bucket] = self._capture(bucket)
 
     @property

@@ -74,6 +74,9 @@ class EngineSettings:
     (``spectral.SpectralConv3d``): the same function, more exact than the fp16 cuDNN
     kernel it replaces, for about 1.6 GB of GPU memory (its kernel's spectrum and a
     batch's intermediates). The runtime's ``engines.ditto_spectral_mask`` turns it on."""
+    decoder_rows: int = 2
+    """Rows Ditto's decoder takes at once inside a batch (0: the whole batch): its
+    intermediates at a batch of 8 are most of the graphs' memory pool (``frames``)."""
     low_water: int = 8
     high_water: int = 140
     max_unread: int = 64
@@ -85,6 +88,8 @@ class EngineSettings:
     def __post_init__(self) -> None:
         if self.max_unread < 1:
             raise ValueError("max_unread must be at least 1")
+        if self.decoder_rows < 0:
+            raise ValueError("decoder_rows must be 0 (the whole batch) or more")
 
     def limits(self) -> scheduler_.Limits:
         top = max(self.buckets)
@@ -210,6 +215,7 @@ class BatchedDittoEngine:
             buckets=self.settings.buckets,
             compiled=self.settings.compiled,
             graphed=self.settings.graphed,
+            decoder_rows=self.settings.decoder_rows,
             pool=pool,
         )
 
