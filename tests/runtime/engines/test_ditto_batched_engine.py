@@ -281,6 +281,61 @@ def test_the_decoder_taking_a_few_rows_at_a_time_gives_the_same_frames(rows: int
     assert float(got.float().std()) > 1.0  # frames, not a constant
 
 
+class SpadeLike(nn.Module):
+    """Ditto's ``SPADEDecoder`` layout, small: ``fc``, ``G_middle_*`` blocks and two
+    upsampling blocks conditioned on the decoder's input, ``conv_img`` to RGB."""
+
+    class Block(nn.Module):
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(width, width, 3, padding=1)
+            self.gain = nn.Conv2d(8, width, 1)
+
+        def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+            gain = nn.functional.interpolate(self.gain(seg), size=x.shape[2:])
+            return torch.relu(self.conv(x)) * (1 + gain)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Conv2d(8, 8, 3, padding=1)
+        self.G_middle_0 = SpadeLike.Block(8)
+        self.G_middle_1 = SpadeLike.Block(8)
+        self.up = nn.Upsample(scale_factor=2)
+        self.up_0 = SpadeLike.Block(8)
+        self.up_1 = SpadeLike.Block(8)
+        self.conv_img = nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:  # as SPADEDecoder.forward
+        x = self.G_middle_1(self.G_middle_0(self.fc(feature), feature), feature)
+        x = self.up_1(self.up(self.up_0(self.up(x), feature)), feature)
+        return torch.sigmoid(self.conv_img(nn.functional.leaky_relu(x, 2e-1)))
+
+
+def test_a_spade_decoder_upsamples_a_few_rows_at_a_time_and_gives_its_frames() -> None:
+    torch.manual_seed(5)
+    nets = _networks(decoder=SpadeLike().eval())
+    seen: list[int] = []
+    nets.decoder.up_1.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
+    middle: list[int] = []
+    nets.decoder.G_middle_0.register_forward_pre_hook(
+        lambda _m, args: middle.append(args[0].shape[0])
+    )
+    generator = torch.Generator().manual_seed(6)
+    feature = torch.randn(5, 4, 2, 8, 8, generator=generator)
+    kp = 0.1 * torch.randn(5, 21, 3, generator=generator)
+    with torch.no_grad():
+        theirs = nets.decoder(nets.warp(feature, kp, kp + 0.05))
+    expected = (theirs.permute(0, 2, 3, 1).clamp(0, 1) * 255).to(torch.uint8)
+    seen.clear()
+    middle.clear()
+    got = FrameRenderer(nets.warp, nets.decoder, decoder_rows=2).render(feature, kp, kp + 0.05)
+    assert middle == [5]  # the 64 x 64 half on the whole batch
+    assert seen == [2, 2, 1]  # the upsampling half two rows at a time
+    assert got.shape == (5, 32, 32, 3)
+    assert int((got.int() - expected.int()).abs().max()) <= 1
+    assert float(got.float().std()) > 1.0
+
+
 def test_the_decoder_rows_cannot_be_negative() -> None:
     nets = _networks()
     with pytest.raises(ValueError, match="decoder_rows"):

@@ -129,8 +129,8 @@ def test_swapping_the_mask_keeps_the_function_and_is_done_once() -> None:
 def test_the_pod_setting_reaches_the_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The runtime's settings, as a pod reads them, give the batched engine its mask and
-    LMDM precision (the loader is replaced: Ditto's weights are not here)."""
+    """The runtime's settings, as a pod reads them, give the batched engine its mask,
+    LMDM precision and decoder rows (the loader is replaced: Ditto's weights are not here)."""
     from avatar_runtime.engines import registry
     from avatar_runtime.engines.ditto_batched import renderer
     from avatar_runtime.settings import EngineSettings as Settings
@@ -148,10 +148,18 @@ def test_the_pod_setting_reaches_the_engine(
     assert default.spectral_mask is True  # on by default
     assert default.lmdm_half is False  # Ditto's fp32 by default
     assert default.compiled is False
+    assert default.decoder_rows == 2
     registry.RENDERERS["ditto"](
-        Settings(**base, ditto_spectral_mask=False, ditto_lmdm_half=True, ditto_compiled=True)
+        Settings(
+            **base,
+            ditto_spectral_mask=False,
+            ditto_lmdm_half=True,
+            ditto_compiled=True,
+            ditto_decoder_rows=0,
+        )
     )
     chosen: EngineSettings = seen["settings"]
     assert chosen.spectral_mask is False
     assert chosen.lmdm_half is True
+    assert chosen.decoder_rows == 0
     assert chosen.compiled is chosen.graphed is True

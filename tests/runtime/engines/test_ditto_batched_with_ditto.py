@@ -181,3 +181,29 @@ def test_the_fft_mask_keeps_dittos_dense_motion(ditto: dict[str, Any]) -> None:
     assert network.mask.spatial == (16, 16, 16)  # the FFT path, not the direct fallback
     for key in ("mask", "deformation", "occlusion_map"):
         torch.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-5)
+
+
+def test_the_decoder_in_row_chunks_gives_dittos_frames(ditto: dict[str, Any]) -> None:
+    """Ditto's ``SPADEDecoder`` at a reduced size (64 channels over 8 x 8): its 64 x 64
+    half on the whole batch and its upsampling half 2 rows at a time (``FrameRenderer``,
+    ``decoder_rows=2``) give the frames its own ``forward`` gives, scaled as Ditto's
+    wrapper scales them."""
+    from avatar_runtime.engines.ditto_batched.frames import FrameRenderer
+
+    torch.manual_seed(4)
+    decoder = ditto["modules"].SPADEDecoder(block_expansion=16, max_features=64).eval()
+
+    class Unwarped(torch.nn.Module):
+        def forward(self, feature: torch.Tensor, *_: torch.Tensor) -> torch.Tensor:
+            return feature
+
+    feature = torch.randn(5, 64, 8, 8)
+    keypoints_ = torch.zeros(5, 21, 3)
+    renderer = FrameRenderer(Unwarped(), decoder, decoder_rows=2)
+    assert len(renderer._middle) == 6  # Ditto's layout: split after its 64 x 64 half
+    with torch.no_grad():
+        theirs = (decoder(feature).permute(0, 2, 3, 1).clamp(0, 1) * 255).to(torch.uint8)
+    ours = renderer.render(feature, keypoints_, keypoints_)
+    assert ours.shape == theirs.shape == (5, 64, 64, 3)  # x 8: two upsamplings, a shuffle
+    assert int((ours.int() - theirs.int()).abs().max()) <= 1
+    assert float(theirs.float().std()) > 1.0

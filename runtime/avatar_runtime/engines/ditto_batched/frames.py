@@ -14,12 +14,16 @@ warmed and captured before the first job, and a batch is then a copy into the
 bucket's static inputs, a replay and a copy out. ``capture.apply`` must have
 been done (Ditto's warp otherwise copies from the CPU inside the graph).
 
-The decoder takes a batch ``decoder_rows`` frames at a time. Its SPADE blocks at
-256 x 256 hold most of a batch's intermediates (2.8 of the 3.4 GB peak for a
-batch of 8, eager, H200): a graph's pool keeps its largest batch's peak for
-good, and a decoder of 2 rows at that resolution still fills the GPU. Warp and
-decoder are compiled apart, so the decoder is compiled for ``decoder_rows``
-rows (and any smaller remainder) once, whatever the buckets.
+The decoder's upsampling half takes a batch ``decoder_rows`` frames at a time.
+Ditto's ``SPADEDecoder`` runs six SPADE blocks at 64 x 64, then two at 128 x 128
+and 256 x 256; those two hold most of a batch's intermediates (2.9 of the 3.4 GB
+peak for a batch of 8, eager, H200), a graph's pool keeps its largest batch's
+peak for good, and 2 rows at 256 x 256 still fill the GPU. So the warp and the
+64 x 64 half run on the whole batch, compiled per bucket, and the upsampling
+half (Ditto's own modules, in ``SPADEDecoder.forward``'s order) on
+``decoder_rows`` rows at a time, compiled for that many rows (and any smaller
+remainder) once, whatever the buckets. A decoder of another layout is split
+whole.
 """
 
 from __future__ import annotations
@@ -62,13 +66,16 @@ class FrameRenderer:
             raise ValueError(f"decoder_rows must be 0 (the whole batch) or more: {decoder_rows}")
         self.decoder_rows = decoder_rows
         """Rows the decoder takes at once; 0: the whole batch."""
-        self._warp_fn = self._warp_eager
-        self._decode_fn = self._decode_eager
+        self._middle = _spade_middle(decoder)
+        """Ditto's ``G_middle_*`` blocks in order, where the decoder is a ``SPADEDecoder``;
+        empty for any other decoder (split whole)."""
+        self._front_fn = self._front_eager
+        self._back_fn = self._back_eager
         if compiled:
             import torch
 
-            self._warp_fn = torch.compile(self._warp_eager, dynamic=False)
-            self._decode_fn = torch.compile(self._decode_eager, dynamic=False)
+            self._front_fn = torch.compile(self._front_eager, dynamic=False)
+            self._back_fn = torch.compile(self._back_eager, dynamic=False)
         self._graphs: dict[int, tuple[Any, dict[str, torch.Tensor]]] = {}
         self.prepare_seconds: dict[int, float] = {}
         """Per bucket: compiling, warming and capturing, at load."""
@@ -82,20 +89,36 @@ class FrameRenderer:
     def max_batch(self) -> int:
         return self.buckets[-1]
 
-    def _warp_eager(
+    def _front_eager(
         self, feature: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The warp, and a SPADE decoder's 64 x 64 half: (its output, the warped features
+        every SPADE block is conditioned on)."""
         import torch
 
         with torch.autocast("cuda", dtype=torch.float16, enabled=feature.is_cuda):
             warped: torch.Tensor = self._warp(feature, kp_source, kp_driving)
-        return warped
+            if not self._middle:
+                return warped, warped
+            x = self._decoder.fc(warped)
+            for block in self._middle:
+                x = block(x, warped)
+        return x, warped
 
-    def _decode_eager(self, warped: torch.Tensor) -> torch.Tensor:
+    def _back_eager(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        """The rest of the decoder (``SPADEDecoder.forward`` from its first upsampling), to
+        RGB uint8 frames."""
         import torch
 
-        with torch.autocast("cuda", dtype=torch.float16, enabled=warped.is_cuda):
-            image = self._decoder(warped)
+        decoder = self._decoder
+        with torch.autocast("cuda", dtype=torch.float16, enabled=x.is_cuda):
+            if not self._middle:
+                image = decoder(x)
+            else:
+                x = decoder.up_0(decoder.up(x), seg)
+                x = decoder.up_1(decoder.up(x), seg)
+                x = decoder.conv_img(torch.nn.functional.leaky_relu(x, 2e-1))
+                image = torch.sigmoid(x)
         scaled: torch.Tensor = image.float().permute(0, 2, 3, 1).clamp(0, 1) * 255
         return scaled.to(torch.uint8)
 
@@ -104,11 +127,12 @@ class FrameRenderer:
     ) -> torch.Tensor:
         import torch
 
-        warped = self._warp_fn(feature, kp_source, kp_driving)
-        if not self.decoder_rows or warped.shape[0] <= self.decoder_rows:
-            return self._decode_fn(warped)
-        parts = torch.split(warped, self.decoder_rows)
-        return torch.cat([self._decode_fn(part) for part in parts])
+        x, seg = self._front_fn(feature, kp_source, kp_driving)
+        if not self.decoder_rows or x.shape[0] <= self.decoder_rows:
+            return self._back_fn(x, seg)
+        rows = self.decoder_rows
+        parts = zip(torch.split(x, rows), torch.split(seg, rows), strict=True)
+        return torch.cat([self._back_fn(part, its_seg) for part, its_seg in parts])
 
     def _prepare(self, bucket: int) -> None:
         import torch
@@ -157,3 +181,17 @@ class FrameRenderer:
         # Rows past ``rows`` keep an earlier batch's inputs: valid, and their output dropped.
         graph.replay()
         return static["out"][:rows].clone()
+
+
+_SPADE_PARTS = ("fc", "up", "up_0", "up_1", "conv_img")
+
+
+def _spade_middle(decoder: Any) -> list[Any]:
+    """A ``SPADEDecoder``'s ``G_middle_0``, ``G_middle_1``, ... blocks; [] when the decoder
+    does not have Ditto's layout (then it is called whole)."""
+    if not all(hasattr(decoder, name) for name in _SPADE_PARTS):
+        return []
+    blocks: list[Any] = []
+    while hasattr(decoder, f"G_middle_{len(blocks)}"):
+        blocks.append(getattr(decoder, f"G_middle_{len(blocks)}"))
+    return blocks
