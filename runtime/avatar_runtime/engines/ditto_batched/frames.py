@@ -17,9 +17,9 @@ been done (Ditto's warp otherwise copies from the CPU inside the graph).
 The decoder's upsampling half takes a batch ``decoder_rows`` frames at a time.
 Ditto's ``SPADEDecoder`` runs six SPADE blocks at 64 x 64, then two at 128 x 128
 and 256 x 256; those two hold most of a batch's intermediates (2.9 of the 3.4 GB
-peak for a batch of 8, eager, H200), a graph's pool keeps its largest batch's
-peak for good, and 2 rows at 256 x 256 still fill the GPU. So the warp and the
-64 x 64 half run on the whole batch, compiled per bucket, and the upsampling
+peak for a batch of 8, eager, H200), and a graph's pool keeps its largest
+batch's peak for good. So the warp and the 64 x 64 half (most of the decoder's
+arithmetic) run on the whole batch, compiled per bucket, and the upsampling
 half (Ditto's own modules, in ``SPADEDecoder.forward``'s order) on
 ``decoder_rows`` rows at a time, compiled for that many rows (and any smaller
 remainder) once, whatever the buckets. A decoder of another layout is split
