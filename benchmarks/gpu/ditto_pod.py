@@ -259,7 +259,11 @@ def main() -> None:
         "fps": FPS,
         "job_counts": job_counts,
         "smoke": args.smoke,
-        "engine_options": {"spectral_mask": args.spectral_mask, "lmdm_half": args.lmdm_half},
+        "engine_options": {
+            "spectral_mask": args.spectral_mask,
+            "lmdm_half": args.lmdm_half,
+            "decoder_rows": EngineSettings.decoder_rows,
+        },
     }
 
     def save() -> None:

@@ -259,7 +259,7 @@ class SlotSettings(BaseModel):
         description=(
             "GPU memory a further slot needs beside a renderer that serves every slot (the"
             " batched Ditto engine): one job's buffers and speech cache, not a renderer"
-            " (measured on the H200 compiled: NVML 14.26 GB at 1 job and 14.30 at 8; 0.135"
+            " (measured on the H200 compiled: NVML 10.14 GB at 1 job and 10.18 at 8; 0.135"
             " GB a job while frames waited for their readers on the GPU; under 0.01 eager)."
         ),
     )
@@ -268,8 +268,8 @@ class SlotSettings(BaseModel):
         ge=1,
         description=(
             "Most slots 'auto' picks for a renderer that serves every slot: the jobs it"
-            " batches. On the H200 a compiled pod made 4.1, 6.0, 6.2 and 7.0 video s/s with"
-            " 1 to 4 jobs and 6.3 with 8; an eager one 1.3 to 2.5 with 1 to 4, 3.2 with 8"
+            " batches. On the H200 a compiled pod made 3.8, 5.7, 6.3 and 6.6 video s/s with"
+            " 1 to 4 jobs and 5.8 with 8; an eager one 1.3 to 2.3 with 1 to 4, 3.0 with 8"
             " while its slowest job took twice as long: see docs/benchmarks.md."
         ),
     )
