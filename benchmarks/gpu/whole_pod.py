@@ -295,7 +295,7 @@ def part(
     env |= dict(setting.split("=", 1) for setting in args.env)  # --env: a setting tried
     slots = (1 if args.smoke else 3) if label == "unbatched" else max(args.jobs)
     runtime, ready = start(work, label, slots=slots, env=env)
-    out.update(slots=slots, ready_seconds=ready)
+    out.update(slots=slots, ready_seconds=ready, env=list(args.env))
     try:
         out.update(_loads(runtime))
         save()

@@ -104,6 +104,16 @@ class EngineSettings(BaseModel):
         " memory: 2 rows take 2.1 GB less GPU memory than 8 on the H200, for up to 12 % fewer"
         " frames/s with 8 jobs rendering (docs/benchmarks.md).",
     )
+    ditto_job_max_speed: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="With ditto_batched: the most video seconds any one job renders per"
+        " second (0: no cap). A lone job otherwise takes the whole GPU and finishes several"
+        " times sooner than when it shares it; a cap keeps a job's time closer to the same"
+        " whatever the load, at the cost of a lone job's speed. On the H200, 4.1 holds a lone"
+        " job's 8.8 s video to about 3 s (docs/benchmarks.md); the right value is the GPU's.",
+    )
     model_dir: Path | None = Field(
         None,
         description="The model volume (XTTS-v2, Ditto's code and weights, Whisper models);"

@@ -94,7 +94,7 @@ ASR_ENGINES: dict[str, Callable[[EngineSettings], ASREngine]] = {"whisper": _whi
 
 
 def _ditto(settings: EngineSettings) -> Renderer[Any]:
-    from avatar_runtime.engines.ditto_renderer import DittoRenderer
+    from avatar_runtime.engines.ditto_renderer import DITTO_FPS, DittoRenderer
 
     if settings.model_dir is None:
         raise ValueError("the ditto renderer needs a model volume: set engines.model_dir")
@@ -109,6 +109,7 @@ def _ditto(settings: EngineSettings) -> Renderer[Any]:
             spectral_mask=settings.ditto_spectral_mask,
             lmdm_half=settings.ditto_lmdm_half,
             decoder_rows=settings.ditto_decoder_rows,
+            job_max_fps=settings.ditto_job_max_speed * DITTO_FPS,
         )
         return renderer.load(settings.model_dir, device=_torch_device(settings), settings=batching)
     return DittoRenderer(settings.model_dir, online=settings.ditto_online)

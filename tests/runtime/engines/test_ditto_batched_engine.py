@@ -14,7 +14,9 @@ real classes where its code is fetched.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 import threading
 import time
 import types
@@ -474,3 +476,73 @@ def test_a_reader_that_falls_behind_holds_its_job_and_not_the_others() -> None:
 def test_an_engine_needs_room_for_one_unread_frame() -> None:
     with pytest.raises(ValueError, match="max_unread"):
         EngineSettings(max_unread=0)
+
+
+PACED = EngineSettings(buckets=(1, 2, 4), steps=STEPS, low_water=4, high_water=140)
+"""Batches of 4: a paced job's burst (its first batch goes at once)."""
+
+
+def test_a_paced_job_takes_its_pace_and_gets_the_frames_it_gets_unpaced() -> None:
+    frames, rate = 150, 100.0  # the pace: (150 - 4) / 100 = 1.46 s from first to last frame
+    portrait, cond = _portrait(4), _cond(frames, 4)
+    unpaced = BatchedDittoEngine(_networks(), PACED)
+    paced = BatchedDittoEngine(_networks(), dataclasses.replace(PACED, job_max_fps=rate))
+    try:
+        expected = _alone(unpaced, portrait, cond, 31)
+        handle = paced.open_job(portrait, seed=31)
+        handle.feed(cond)
+        handle.end()
+        got = _read_all([handle])[0]
+        assert len(got) == frames
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+        first, last = handle.stats.first_frame, handle.stats.last_frame
+        assert first is not None
+        assert last is not None
+        pace = (frames - 4) / rate
+        assert last - first >= pace - 0.05  # the first batch's render time, give or take
+        assert last - first < pace + 2.0  # the driver wakes when frames may go
+        assert paced.batches["frames"] == unpaced.batches["frames"]  # batches not shrunk
+        assert paced.batches["frames"][4] == frames // 4
+    finally:
+        unpaced.close()
+        paced.close()
+
+
+def test_closing_the_engine_finishes_a_paced_jobs_frames_without_its_pace() -> None:
+    """Closing finishes the work that waits (``close``): an ended job's reader gets all its
+    frames at once, not after the seconds its pace would take."""
+    frames, rate = 150, 20.0  # paced, the last frame 7.3 s after the first
+    portrait, cond = _portrait(5), _cond(frames, 5)
+    unpaced = BatchedDittoEngine(_networks(), PACED)
+    try:
+        expected = _alone(unpaced, portrait, cond, 41)
+    finally:
+        unpaced.close()
+    # the reader is never behind enough to hold the job: only the pace keeps its frames
+    settings = dataclasses.replace(PACED, job_max_fps=rate, max_unread=1000)
+    engine = BatchedDittoEngine(_networks(), settings)
+    handle = engine.open_job(portrait, seed=41)
+    handle.feed(cond)
+    handle.end()
+    got: list[torch.Tensor] = []
+    reader = threading.Thread(target=lambda: got.extend(handle.frames()))
+    reader.start()
+    deadline = time.perf_counter() + 10
+    while handle.stats.frames < 8 and time.perf_counter() < deadline:
+        time.sleep(0.01)  # two batches out: the second one waited for the pace
+    made = handle.stats.frames
+    assert 8 <= made < 16
+    began = time.perf_counter()
+    engine.close()
+    reader.join(timeout=30)
+    closing = time.perf_counter() - began
+    assert not reader.is_alive()
+    assert closing < (frames - made - 4) / rate / 4  # well before the pace (~6.5 s)
+    assert len(got) == frames
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize("rate", [-1.0, math.nan, math.inf])
+def test_an_engine_refuses_a_negative_or_non_finite_job_pace(rate: float) -> None:
+    with pytest.raises(ValueError, match="job_max_fps"):
+        EngineSettings(job_max_fps=rate)

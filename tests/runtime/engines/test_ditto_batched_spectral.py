@@ -12,6 +12,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 import torch
 from torch import nn
@@ -130,7 +131,8 @@ def test_the_pod_setting_reaches_the_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The runtime's settings, as a pod reads them, give the batched engine its mask,
-    LMDM precision and decoder rows (the loader is replaced: Ditto's weights are not here)."""
+    LMDM precision, decoder rows and job pace (the loader is replaced: Ditto's weights are
+    not here)."""
     from avatar_runtime.engines import registry
     from avatar_runtime.engines.ditto_batched import renderer
     from avatar_runtime.settings import EngineSettings as Settings
@@ -149,6 +151,7 @@ def test_the_pod_setting_reaches_the_engine(
     assert default.lmdm_half is False  # Ditto's fp32 by default
     assert default.compiled is False
     assert default.decoder_rows == 2
+    assert default.job_max_fps == 0  # unpaced by default
     registry.RENDERERS["ditto"](
         Settings(
             **base,
@@ -156,6 +159,7 @@ def test_the_pod_setting_reaches_the_engine(
             ditto_lmdm_half=True,
             ditto_compiled=True,
             ditto_decoder_rows=0,
+            ditto_job_max_speed=4.0,
         )
     )
     chosen: EngineSettings = seen["settings"]
@@ -163,3 +167,6 @@ def test_the_pod_setting_reaches_the_engine(
     assert chosen.lmdm_half is True
     assert chosen.decoder_rows == 0
     assert chosen.compiled is chosen.graphed is True
+    assert chosen.job_max_fps == 100.0  # 4 video seconds a second, at Ditto's 25 frames/s
+    with pytest.raises(pydantic.ValidationError, match="ditto_job_max_speed"):
+        Settings(**base, ditto_job_max_speed=-1.0)

@@ -30,6 +30,7 @@ import collections
 import contextlib
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -84,17 +85,28 @@ class EngineSettings:
     is batched) until its reader has taken half of them. 64 frames are 2.6 s of video
     and 50 MB of host memory at 512 x 512: a slow encoder cannot make a job's whole
     video pile up there, nor hold memory that other jobs need."""
+    job_max_fps: float = 0.0
+    """Most frames a second any one job gets (0: as fast as the GPU goes). A lone job
+    otherwise takes the whole GPU, so it finishes several times sooner than when it
+    shares it: a cap trades a lone job's speed for a latency that depends less on
+    the load (``scheduler.Limits.frames_per_second``)."""
 
     def __post_init__(self) -> None:
         if self.max_unread < 1:
             raise ValueError("max_unread must be at least 1")
         if self.decoder_rows < 0:
             raise ValueError("decoder_rows must be 0 (the whole batch) or more")
+        if not (math.isfinite(self.job_max_fps) and self.job_max_fps >= 0):
+            raise ValueError("job_max_fps must be 0 (no cap) or a positive rate")
 
     def limits(self) -> scheduler_.Limits:
         top = max(self.buckets)
         return scheduler_.Limits(
-            max_windows=top, max_frames=top, low_water=self.low_water, high_water=self.high_water
+            max_windows=top,
+            max_frames=top,
+            low_water=self.low_water,
+            high_water=self.high_water,
+            frames_per_second=self.job_max_fps,
         )
 
 
@@ -300,8 +312,10 @@ class BatchedDittoEngine:
             job.output.put(_END)
 
     def close(self) -> None:
-        """Finish the work that waits, stop the driver, and end the jobs still open (their
-        readers get an error: their audio never ended)."""
+        """Finish the work that waits (unpaced), stop the driver, and end the jobs still
+        open: their readers get an error, since their audio never ended or, for a job held
+        because its reader was behind, the rest of its frames were never made (making them
+        would pile the whole video up in host memory)."""
         with self._lock:
             self._stopped = True
             self._lock.notify_all()
@@ -332,10 +346,13 @@ class BatchedDittoEngine:
         try:
             while True:
                 with self._lock:
-                    batch = self._scheduler.next_batch()
+                    batch = self._next_batch()
                     while batch is None and not self._stopped:
-                        self._lock.wait()
-                        batch = self._scheduler.next_batch()
+                        # Sleep until new work comes, or until a paced job's frames may go.
+                        wake = self._scheduler.ready_at()
+                        timeout = None if wake is None else max(0.0, wake - time.perf_counter())
+                        self._lock.wait(timeout)
+                        batch = self._next_batch()
                     if batch is None:
                         return
                 if batch.kind is scheduler_.BatchKind.MOTION:
@@ -349,6 +366,10 @@ class BatchedDittoEngine:
                 for job in self._jobs.values():
                     job.output.put(exc)
                 self._jobs.clear()
+
+    def _next_batch(self) -> scheduler_.Batch[JobId, WindowInput, _Frame] | None:
+        """Paced by the clock while running; closing, the work that waits goes unpaced."""
+        return self._scheduler.next_batch(None if self._stopped else time.perf_counter())
 
     def _run_motion(self, batch: scheduler_.Batch[JobId, WindowInput, _Frame]) -> None:
         import torch

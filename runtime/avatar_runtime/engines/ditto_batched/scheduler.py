@@ -30,15 +30,24 @@ Guarantees (each has a test in ``tests/runtime/engines/test_ditto_batched_schedu
 - **Held jobs wait.** A job the engine holds (its reader is behind: ``hold``)
   gets nothing into any batch until it is released, so frames made for a slow
   reader cannot pile up; the other jobs' batches go on without it.
+- **Paced, when asked.** With ``Limits.frames_per_second`` set, no job has more
+  frames rendered than that rate allows (a token bucket per job, a batch deep,
+  full when the job starts, so its first frames are not delayed). A lone job
+  then leaves part of the GPU idle, and its time depends less on how many
+  others run: the price of a predictable latency. ``ready_at`` says when the
+  next paced frames may go. Motion windows are not paced: they are diffused
+  while paced frames wait, within the look-ahead bound.
 
-Pure bookkeeping: no torch, no threads, no clock. The engine holds its lock
-around every call.
+Pure bookkeeping: no torch, no threads, no clock of its own (the engine passes
+its clock's reading to ``next_batch``). The engine holds its lock around every
+call.
 """
 
 from __future__ import annotations
 
 import collections
 import enum
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -65,12 +74,17 @@ class Limits:
     """Below this many frames waiting, a job's pending window goes before more frames."""
     high_water: int = 140
     """From this many frames waiting, a job's next window waits (two Ditto windows' worth)."""
+    frames_per_second: float = 0.0
+    """Most frames one job may have rendered per second, over any stretch longer than a
+    batch (0: unpaced, as fast as the GPU goes)."""
 
     def __post_init__(self) -> None:
         if self.max_windows < 1 or self.max_frames < 1:
             raise ValueError("a batch holds at least one item")
         if not 0 <= self.low_water <= self.high_water:
             raise ValueError("low_water must lie between 0 and high_water")
+        if not (math.isfinite(self.frames_per_second) and self.frames_per_second >= 0):
+            raise ValueError("frames_per_second must be 0 (unpaced) or a positive rate")
 
 
 @dataclass
@@ -91,6 +105,8 @@ class _Job(Generic[Window, FrameWork]):
     window: Window | None = None
     frames: collections.deque[FrameWork] = field(default_factory=collections.deque)
     held: bool = False
+    tokens: float = 0.0  # frames it may have rendered now, when paced
+    stamp: float | None = None  # the clock when ``tokens`` was last topped up
 
 
 def fair_shares(counts: Sequence[int], capacity: int, *, start: int = 0) -> list[int]:
@@ -137,7 +153,7 @@ class BatchScheduler(Generic[JobKey, Window, FrameWork]):
     def add_job(self, job: JobKey) -> None:
         if job in self._jobs:
             raise ValueError(f"job {job!r} is running already")
-        self._jobs[job] = _Job()
+        self._jobs[job] = _Job(tokens=float(self.limits.max_frames))
 
     def remove_job(self, job: JobKey) -> None:
         """Forget a job and whatever of it still waits (it ended, or was cancelled)."""
@@ -167,8 +183,12 @@ class BatchScheduler(Generic[JobKey, Window, FrameWork]):
     def idle(self) -> bool:
         return all(s.window is None and not s.frames for s in self._jobs.values())
 
-    def next_batch(self) -> Batch[JobKey, Window, FrameWork] | None:
-        """The next batch to run, taken out of the pending work; None when nothing waits."""
+    def next_batch(self, now: float | None = None) -> Batch[JobKey, Window, FrameWork] | None:
+        """The next batch to run, taken out of the pending work; None when nothing may run.
+
+        ``now``: the engine's clock, in seconds, for pacing; None ignores pacing (a
+        closing engine finishes what waits).
+        """
         keys = [k for k, state in self._jobs.items() if not state.held]
         if not keys:
             return None
@@ -176,30 +196,84 @@ class BatchScheduler(Generic[JobKey, Window, FrameWork]):
         order = keys[start:] + keys[:start]
         self._turn += 1
         limits = self.limits
+        paced = limits.frames_per_second > 0 and now is not None
+        if paced:
+            assert now is not None
+            for key in order:
+                self._top_up(self._jobs[key], now)
+        share = self._paced_share()
+        counts = [self._may_render(self._jobs[k], paced, share) for k in order]
         windows = [k for k in order if self._jobs[k].window is not None]
         starving = [k for k in windows if len(self._jobs[k].frames) < limits.low_water]
         have_frames = any(self._jobs[k].frames for k in order)
-        if starving or (windows and not have_frames):
+        if starving or (windows and not any(counts)):
             # Diffuse the starving jobs' windows first, then any other that is not too
             # far ahead, so the batch is as full as it can usefully be.
             ahead = [k for k in windows if k not in starving]
             ahead = [k for k in ahead if len(self._jobs[k].frames) < limits.high_water]
             chosen = (starving + ahead)[: limits.max_windows]
-            if not chosen:  # every job with a window is far ahead, and none has frames
+            if not chosen and not have_frames:  # low_water 0, and nothing to render
                 chosen = windows[: limits.max_windows]
-            batch: Batch[JobKey, Window, FrameWork] = Batch(BatchKind.MOTION)
-            for key in chosen:
-                window = self._jobs[key].window
-                assert window is not None
-                batch.windows.append((key, window))
-                self._jobs[key].window = None
-            return batch
-        if not have_frames:
-            return None
-        counts = [len(self._jobs[k].frames) for k in order]
+            if chosen:
+                batch: Batch[JobKey, Window, FrameWork] = Batch(BatchKind.MOTION)
+                for key in chosen:
+                    window = self._jobs[key].window
+                    assert window is not None
+                    batch.windows.append((key, window))
+                    self._jobs[key].window = None
+                return batch
+        if not any(counts):
+            return None  # nothing waits, or every waiting frame waits for its job's pace
         shares = fair_shares(counts, limits.max_frames)
         batch = Batch(BatchKind.FRAMES)
         for key, share in zip(order, shares, strict=True):
-            queue = self._jobs[key].frames
-            batch.frames.extend((key, queue.popleft()) for _ in range(share))
+            state = self._jobs[key]
+            batch.frames.extend((key, state.frames.popleft()) for _ in range(share))
+            if paced:
+                state.tokens -= share
         return batch
+
+    def ready_at(self) -> float | None:
+        """When, on the clock given to ``next_batch``, a paced job's frames may go next;
+        None when no frames wait for their pace (then wait for new work)."""
+        rate = self.limits.frames_per_second
+        if rate <= 0:
+            return None
+        times = []
+        share = self._paced_share()
+        for state in self._jobs.values():
+            if state.held or not state.frames or state.stamp is None:
+                continue
+            need = min(len(state.frames), share)
+            times.append(state.stamp + max(0.0, need - state.tokens) / rate)
+        return min(times, default=None)
+
+    def _top_up(self, state: _Job[Window, FrameWork], now: float) -> None:
+        if state.stamp is not None:
+            earned = max(0.0, now - state.stamp) * self.limits.frames_per_second
+            state.tokens = min(float(self.limits.max_frames), state.tokens + earned)
+        state.stamp = now
+
+    def _paced_share(self) -> int:
+        """A job's equal part of a frames batch among the jobs with frames to render."""
+        jobs = sum(1 for state in self._jobs.values() if state.frames and not state.held)
+        return -(-self.limits.max_frames // max(1, jobs))
+
+    def _may_render(self, state: _Job[Window, FrameWork], paced: bool, share: int) -> int:
+        """How many of the job's frames a batch may take now. Paced, a job waits until it
+        may send its equal part of a batch (or all it has), so pacing does not shrink the
+        batches: a lone job's frames go 8 at a time, not one by one."""
+        waiting = len(state.frames)
+        if not paced or waiting == 0:
+            return waiting
+        if state.tokens + _SLACK < min(waiting, share):
+            return 0
+        return min(waiting, int(state.tokens + _SLACK))
+
+
+# Rounding must not cost a frame: in the token arithmetic, and in the clock's own
+# reading (perf_counter counts seconds since boot: at 1e6 s one step of a float is
+# 1.2e-10 s, 3e-7 frames at 2500 frames/s, so a far smaller slack left ``ready_at``
+# naming a time at which the frames still may not go, again and again). A thousandth
+# of a frame lets no job run measurably ahead of its pace.
+_SLACK = 1e-3
