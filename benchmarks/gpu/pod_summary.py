@@ -143,3 +143,39 @@ def combine(paths: list[Path], out: Path, summary_path: Path | None) -> None:
     if summary_path is not None:
         previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         summary_path.write_text(json.dumps(summary(record, previous), indent=2) + "\n")
+
+
+def paced(paths: list[Path], unpaced: Path, chosen: str) -> dict[str, Any]:
+    """The compiled pod with ``engines.ditto_job_max_speed`` set, one report per value,
+    beside the same machine's uncapped pod: what a cap on one job's speed buys (the 3-job
+    latency against the solo one's) and costs (the solo job's time)."""
+
+    def one(record: dict[str, Any]) -> dict[str, Any]:
+        runs = record["compiled"]["runs"]
+        solo = max(runs["1"]["job_seconds"])
+        return {
+            "video_seconds_per_second": {n: r["video_seconds_per_second"] for n, r in runs.items()},
+            "max_latency_ratio_vs_solo": {n: max(r["job_seconds"]) / solo for n, r in runs.items()},
+            "slowest_job_seconds": {n: max(r["job_seconds"]) for n, r in runs.items()},
+            "solo_realtime_factor": runs["1"]["seconds_per_video_second"],
+            "first_frame_seconds": {n: max(r["first_frame_seconds"]) for n, r in runs.items()},
+            "peak_gpu_memory_bytes": {n: r["peak_nvml_bytes"] for n, r in runs.items()},
+            "date": record["date"],
+            "device": record["device"],
+        }
+
+    def speed(record: dict[str, Any]) -> str:
+        name = "AVATAR_RUNTIME_ENGINES__DITTO_JOB_MAX_SPEED="
+        values = [s.removeprefix(name) for s in record.get("env", []) if s.startswith(name)]
+        return values[-1] if values else "0"
+
+    records = [json.loads(path.read_text()) for path in paths]
+    by_speed = {speed(r): one(r) for r in records}
+    return {
+        "setting": "engines.ditto_job_max_speed (AVATAR_RUNTIME_ENGINES__DITTO_JOB_MAX_SPEED)",
+        "chosen": chosen,
+        **by_speed[chosen],
+        "by_speed": by_speed,
+        "uncapped_same_machine": one(json.loads(unpaced.read_text())),
+        "reports": [str(p) for p in paths] + [str(unpaced)],
+    }

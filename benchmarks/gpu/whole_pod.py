@@ -382,7 +382,19 @@ def main() -> None:
     )
     parser.add_argument("--combine", type=Path, nargs="+", help="reports to merge")
     parser.add_argument("--summary", type=Path, help="the issue's keys, merged into this JSON")
+    parser.add_argument(
+        "--paced", type=Path, nargs="+", help="compiled pods with a job speed cap, one a value"
+    )
+    parser.add_argument("--unpaced", type=Path, help="with --paced: the same machine's uncapped")
+    parser.add_argument("--chosen", default="4.6", help="with --paced: the speed to headline")
     args = parser.parse_args()
+    if args.paced:
+        if args.unpaced is None or args.summary is None:
+            parser.error("--paced needs --unpaced and --summary")
+        summary = json.loads(args.summary.read_text())
+        summary["job_max_speed"] = pod_summary.paced(args.paced, args.unpaced, args.chosen)
+        args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+        return
     if args.combine:
         pod_summary.combine(args.combine, args.out, args.summary)
         return

@@ -111,8 +111,9 @@ class EngineSettings(BaseModel):
         description="With ditto_batched: the most video seconds any one job renders per"
         " second (0: no cap). A lone job otherwise takes the whole GPU and finishes several"
         " times sooner than when it shares it; a cap keeps a job's time closer to the same"
-        " whatever the load, at the cost of a lone job's speed. On the H200, 4.1 holds a lone"
-        " job's 8.8 s video to about 3 s (docs/benchmarks.md); the right value is the GPU's.",
+        " whatever the load, at the cost of a lone job's speed. On the H200, compiled, 4.6"
+        " took a lone 8.8 s job from 2.2 to 2.9 s and the slowest of 3 at once from 1.94x to"
+        " 1.46x a lone job's time (docs/benchmarks.md); the right value is the GPU's.",
     )
     model_dir: Path | None = Field(
         None,
