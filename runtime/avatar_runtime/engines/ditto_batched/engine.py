@@ -30,7 +30,6 @@ import collections
 import contextlib
 import itertools
 import logging
-import math
 import queue
 import threading
 import time
@@ -86,17 +85,16 @@ class EngineSettings:
     and 50 MB of host memory at 512 x 512: a slow encoder cannot make a job's whole
     video pile up there, nor hold memory that other jobs need."""
     job_max_fps: float = 0.0
-    """Most frames a second any one job gets (0: as fast as the GPU goes). A lone job
-    otherwise takes the whole GPU, so it finishes several times sooner than when it
-    shares it: a cap trades a lone job's speed for a latency that depends less on
-    the load (``scheduler.Limits.frames_per_second``)."""
+    """Most frames a second any one job gets (0: no cap). A lone job otherwise takes the
+    whole GPU: a cap trades its speed for a latency that depends less on the load
+    (``scheduler.Limits.frames_per_second``)."""
 
     def __post_init__(self) -> None:
         if self.max_unread < 1:
             raise ValueError("max_unread must be at least 1")
         if self.decoder_rows < 0:
             raise ValueError("decoder_rows must be 0 (the whole batch) or more")
-        if not (math.isfinite(self.job_max_fps) and self.job_max_fps >= 0):
+        if not 0 <= self.job_max_fps < float("inf"):  # nan too
             raise ValueError("job_max_fps must be 0 (no cap) or a positive rate")
 
     def limits(self) -> scheduler_.Limits:
@@ -312,10 +310,9 @@ class BatchedDittoEngine:
             job.output.put(_END)
 
     def close(self) -> None:
-        """Finish the work that waits (unpaced), stop the driver, and end the jobs still
-        open: their readers get an error, since their audio never ended or, for a job held
-        because its reader was behind, the rest of its frames were never made (making them
-        would pile the whole video up in host memory)."""
+        """Finish the work that waits (unpaced), stop the driver, and end the jobs still open
+        with an error: their audio never ended, or (held, their reader behind) the rest of
+        their frames would pile the whole video up in host memory."""
         with self._lock:
             self._stopped = True
             self._lock.notify_all()
@@ -348,7 +345,6 @@ class BatchedDittoEngine:
                 with self._lock:
                     batch = self._next_batch()
                     while batch is None and not self._stopped:
-                        # Sleep until new work comes, or until a paced job's frames may go.
                         wake = self._scheduler.ready_at()
                         timeout = None if wake is None else max(0.0, wake - time.perf_counter())
                         self._lock.wait(timeout)

@@ -201,7 +201,7 @@ class BatchScheduler(Generic[JobKey, Window, FrameWork]):
             assert now is not None
             for key in order:
                 self._top_up(self._jobs[key], now)
-        share = self._paced_share()
+        share = self._paced_share() if paced else 0
         counts = [self._may_render(self._jobs[k], paced, share) for k in order]
         windows = [k for k in order if self._jobs[k].window is not None]
         starving = [k for k in windows if len(self._jobs[k].frames) < limits.low_water]
@@ -262,7 +262,7 @@ class BatchScheduler(Generic[JobKey, Window, FrameWork]):
     def _may_render(self, state: _Job[Window, FrameWork], paced: bool, share: int) -> int:
         """How many of the job's frames a batch may take now. Paced, a job waits until it
         may send its equal part of a batch (or all it has), so pacing does not shrink the
-        batches: a lone job's frames go 8 at a time, not one by one."""
+        batches: a lone job's frames go a whole batch at a time, not one by one."""
         waiting = len(state.frames)
         if not paced or waiting == 0:
             return waiting
