@@ -60,6 +60,14 @@ NOT_MEASURED = [
 ]
 
 
+def latency_ratios(runs: dict[str, Any]) -> dict[str, float]:
+    """Per job count, the slowest job's time against the solo job's ({} without a solo run)."""
+    if "1" not in runs:
+        return {}
+    solo_job = max(runs["1"]["job_seconds"])
+    return {n: max(r["job_seconds"]) / solo_job for n, r in runs.items()}
+
+
 def summary(record: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
     """The issue's keys for the whole pod, merged into the renderer-only summary."""
     out = dict(previous)
@@ -80,11 +88,7 @@ def summary(record: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
         return {n: r["video_seconds_per_second"] / base for n, r in runs.items()}
 
     def latency(label: str) -> dict[str, float]:
-        runs = record.get(label, {}).get("runs", {})
-        if "1" not in runs:
-            return {}
-        solo_job = max(runs["1"]["job_seconds"])
-        return {n: max(r["job_seconds"]) / solo_job for n, r in runs.items()}
+        return latency_ratios(record.get(label, {}).get("runs", {}))
 
     runs = record[best]["runs"]
     one_worker = record["unbatched"]["one_worker_runs"]
@@ -152,10 +156,9 @@ def paced(paths: list[Path], unpaced: Path, chosen: str) -> dict[str, Any]:
 
     def one(record: dict[str, Any]) -> dict[str, Any]:
         runs = record["compiled"]["runs"]
-        solo = max(runs["1"]["job_seconds"])
         return {
             "video_seconds_per_second": {n: r["video_seconds_per_second"] for n, r in runs.items()},
-            "max_latency_ratio_vs_solo": {n: max(r["job_seconds"]) / solo for n, r in runs.items()},
+            "max_latency_ratio_vs_solo": latency_ratios(runs),
             "slowest_job_seconds": {n: max(r["job_seconds"]) for n, r in runs.items()},
             "solo_realtime_factor": runs["1"]["seconds_per_video_second"],
             "first_frame_seconds": {n: max(r["first_frame_seconds"]) for n, r in runs.items()},
